@@ -1,0 +1,113 @@
+"""One settings object for every process, read from ``TRUSTLOOP_*`` variables.
+
+Two profiles: ``local`` (the embedded development stack, the default) and ``aws``
+(real Verify, Vault, SPIRE, Bedrock, AgentCore). No field holds a credential: the
+processes authenticate with their SPIFFE identity or, for the clinician, with a
+token obtained at sign-in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+Profile = Literal["local", "aws"]
+
+
+class Settings(BaseSettings):
+    """Where each part listens and how they name each other."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TRUSTLOOP_",
+        toml_file="trustloop.toml",
+        extra="forbid",
+        frozen=True,
+    )
+
+    profile: Profile = "local"
+    state_dir: Path = Path(".trustloop")
+
+    trust_domain: str = "trustloop.local"
+    idp_url: str = "http://127.0.0.1:9400"
+    spire_bundle_url: str = "http://127.0.0.1:9401"
+    vault_addr: str = "http://127.0.0.1:8200"
+    vault_audience: str = "trustloop-vault"
+    vault_auth_role: str = "mcp-server"
+    vault_creds_role: str = "clinical"
+    mcp_url: str = "http://127.0.0.1:8000/mcp"
+    runtime_url: str = "http://127.0.0.1:8080"
+
+    pg_host: str = "127.0.0.1"
+    pg_port: int = Field(default=5432, ge=1, le=65535)
+    pg_dbname: str = "trustloop"
+
+    model: Literal["offline", "bedrock"] = "offline"
+    # Test capture of every model input (dev-only; holds chart data, never logs).
+    model_transcript: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then ``TRUSTLOOP_*`` variables, then ``trustloop.toml``."""
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def mcp_resource(self) -> str:
+        """The MCP server's resource identifier: the ``aud`` of clinician tokens."""
+        return self.mcp_url
+
+    @property
+    def mcp_spiffe_id(self) -> str:
+        return f"spiffe://{self.trust_domain}/mcp-server"
+
+    @property
+    def runtime_spiffe_id(self) -> str:
+        return f"spiffe://{self.trust_domain}/agent-runtime"
+
+    @property
+    def idp_issuer(self) -> str:
+        return self.idp_url.rstrip("/")
+
+    @property
+    def spiffe_socket_dir(self) -> Path:
+        return self.state_dir / "spire" / "sockets"
+
+    @property
+    def audit_dir(self) -> Path:
+        return self.state_dir / "audit"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+
+def bind_address(url: str) -> tuple[str, int]:
+    """Host and port a server for ``url`` listens on."""
+    parts = urlsplit(url)
+    if parts.hostname is None or parts.port is None:
+        raise ValueError(f"URL must name a host and a port: {url!r}")
+    return parts.hostname, parts.port
+
+
+def require_local(settings: Settings, what: str) -> None:
+    """Refuse a dev-only part outside the ``local`` profile (STYLE: name the danger)."""
+    if settings.profile != "local":
+        raise RuntimeError(
+            f"{what} is a local development stand-in and refuses to run "
+            f"with profile {settings.profile!r}"
+        )
