@@ -1,0 +1,76 @@
+"""RFC 9396 authorization details, the one wire type every part shares.
+
+An OBO token names exactly one resource and one action (DESIGN.md, "the four-step
+rhythm"). The model is strict: unknown fields, several actions or an identifier
+that does not match its type are refused before anything is sent or granted.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+RarType = Literal["patient_record", "care_team_roster"]
+Action = Literal["read"]
+
+# FHIR ids: [A-Za-z0-9\-\.]{1,64} (FHIR R4 datatypes, "id").
+_FHIR_ID = r"[A-Za-z0-9\-.]{1,64}"
+_IDENTIFIER = {
+    "patient_record": re.compile(rf"Patient/{_FHIR_ID}"),
+    "care_team_roster": re.compile(rf"Practitioner/{_FHIR_ID}"),
+}
+
+
+class AuthorizationDetail(BaseModel):
+    """One RFC 9396 authorization detail: one type, one action, one identifier."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: RarType
+    actions: tuple[Action] = Field(min_length=1, max_length=1)
+    identifier: str = Field(min_length=1, max_length=100)
+
+    @model_validator(mode="after")
+    def _identifier_matches_type(self) -> AuthorizationDetail:
+        if not _IDENTIFIER[self.type].fullmatch(self.identifier):
+            raise ValueError(f"identifier does not name a resource of type {self.type}")
+        return self
+
+    @property
+    def action(self) -> Action:
+        return self.actions[0]
+
+    @property
+    def resource_id(self) -> str:
+        """The id part of ``identifier`` (``Patient/<id>`` gives ``<id>``)."""
+        return self.identifier.split("/", 1)[1]
+
+    def role_key(self) -> str:
+        """The key Vault's verify-rar roles map to group roles: ``<type>|<action>``."""
+        return f"{self.type}|{self.action}"
+
+
+AuthorizationDetails = TypeAdapter(list[AuthorizationDetail])
+
+
+def patient_read(patient_id: str) -> AuthorizationDetail:
+    return AuthorizationDetail(
+        type="patient_record", actions=("read",), identifier=f"Patient/{patient_id}"
+    )
+
+
+def roster_read(clinician_sub: str) -> AuthorizationDetail:
+    return AuthorizationDetail(
+        type="care_team_roster",
+        actions=("read",),
+        identifier=f"Practitioner/{clinician_sub}",
+    )
+
+
+def parse_details(raw: str | bytes | list[object]) -> list[AuthorizationDetail]:
+    """Parse ``authorization_details`` from a form value (JSON) or a JWT claim."""
+    if isinstance(raw, list):
+        return AuthorizationDetails.validate_python(raw)
+    return AuthorizationDetails.validate_json(raw)
