@@ -89,7 +89,7 @@ class JwksCache:
             else:
                 response = httpx.get(self._url or "", timeout=5.0)
             response.raise_for_status()
-            keyset = KeySet.import_key_set(response.json())
+            keyset = KeySet.import_key_set(_signing_keys(response.json()))  # type: ignore[arg-type]
         except (httpx.HTTPError, ValueError, JoseError):
             return  # keep the last good keys; the caller refuses an unknown kid
         fresh: dict[str, ECKey] = {}
@@ -188,3 +188,20 @@ def verify_jwt_svid(
     ):
         raise JwtInvalidError("invalid token: not an SVID of this trust domain")
     return sub
+
+
+# SPIFFE bundles mark JWT authorities ``"use": "jwt-svid"`` (SPIFFE Trust Domain and
+# Bundle §4.2.2), which joserfc refuses; both that and ``sig`` mean "verifies JWTs".
+_SIGNING_USES = {None, "sig", "jwt-svid"}
+
+
+def _signing_keys(document: Any) -> dict[str, Any]:
+    """The JWKS with only signing keys, their ``use`` member dropped for joserfc."""
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise ValueError("not a JWK Set")
+    keys = [
+        {k: v for k, v in jwk.items() if k != "use"}
+        for jwk in document["keys"]
+        if isinstance(jwk, dict) and jwk.get("use") in _SIGNING_USES
+    ]
+    return {"keys": keys}

@@ -1,0 +1,65 @@
+"""The SPIRE stand-in's JWT authority, with a frozen clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from trustloop.devstack.jwtcheck import JwtInvalidError
+from trustloop.devstack.spire.keys import JWT_SVID_TTL_S, JwtAuthority
+
+MCP_ID = "spiffe://trustloop.local/mcp-server"
+
+
+class FakeClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_minted_svid_validates_for_its_audience() -> None:
+    authority = JwtAuthority("trustloop.local", clock=FakeClock(1_800_000_000))
+    token = authority.mint(MCP_ID, ["trustloop-vault"])
+
+    spiffe_id, claims = authority.validate(token, "trustloop-vault")
+
+    assert spiffe_id == MCP_ID
+    assert claims["exp"] == 1_800_000_000 + JWT_SVID_TTL_S
+
+
+def test_expired_svid_is_refused() -> None:
+    clock = FakeClock(1_800_000_000)
+    authority = JwtAuthority("trustloop.local", clock=clock)
+    token = authority.mint(MCP_ID, ["trustloop-vault"])
+    clock.now += JWT_SVID_TTL_S + 60
+
+    with pytest.raises(JwtInvalidError, match="expired"):
+        authority.validate(token, "trustloop-vault")
+
+
+def test_svid_of_another_trust_domain_is_refused() -> None:
+    authority = JwtAuthority("trustloop.local")
+    token = authority.mint("spiffe://elsewhere.example/mcp-server", ["aud"])
+
+    with pytest.raises(JwtInvalidError):
+        authority.validate(token, "aud")
+
+
+def test_svid_signed_by_another_authority_is_refused() -> None:
+    token = JwtAuthority("trustloop.local").mint(MCP_ID, ["aud"])
+
+    with pytest.raises(JwtInvalidError):
+        JwtAuthority("trustloop.local").validate(token, "aud")
+
+
+def test_empty_audience_is_refused() -> None:
+    with pytest.raises(ValueError, match="audience"):
+        JwtAuthority("trustloop.local").mint(MCP_ID, [])
+
+
+def test_bundle_holds_only_the_public_key() -> None:
+    authority = JwtAuthority("trustloop.local")
+
+    assert b'"d"' not in authority.jwks
+    assert authority.kid.encode() in authority.jwks
