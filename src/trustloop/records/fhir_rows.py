@@ -1,0 +1,199 @@
+"""From one FHIR resource (references already resolved) to one table row.
+
+Each stored table has an upsert statement keyed by ``id``. Patients never have
+``sensitive`` overwritten by an import: that flag is set by whoever administers
+restrictions (locally, the demo set-up).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from trustloop.records import fhir_models as fm
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+@dataclass(frozen=True)
+class Table:
+    """A ``clinical`` table the importer writes, and its upsert."""
+
+    name: str
+    columns: tuple[str, ...]
+
+    @property
+    def upsert(self) -> sql.Composed:
+        cols = sql.SQL(", ").join(map(sql.Identifier, self.columns))
+        values = sql.SQL(", ").join(map(sql.Placeholder, self.columns))
+        updates = sql.SQL(", ").join(
+            sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c))
+            for c in self.columns
+            if c != "id"
+        )
+        return sql.SQL(
+            "INSERT INTO clinical.{} ({}) VALUES ({}) ON CONFLICT (id) DO UPDATE SET {}"
+        ).format(sql.Identifier(self.name), cols, values, updates)
+
+
+PATIENTS = Table(
+    "patients", ("id", "family", "given", "name", "birth_date", "gender", "resource")
+)
+PRACTITIONERS = Table("practitioners", ("id", "name", "resource"))
+_SCOPED = ("id", "patient_id")
+ENCOUNTERS = Table(
+    "encounters",
+    (
+        *_SCOPED,
+        *("status", "class_code", "type_text", "period_start", "period_end"),
+        "resource",
+    ),
+)
+CONDITIONS = Table(
+    "conditions",
+    (*_SCOPED, "code", "display", "clinical_status", "onset", "abatement", "resource"),
+)
+OBSERVATIONS = Table(
+    "observations",
+    (*_SCOPED, "category", "code", "display", "effective", "resource"),
+)
+MEDICATION_REQUESTS = Table(
+    "medication_requests",
+    (*_SCOPED, "status", "code", "display", "authored_on", "resource"),
+)
+TABLES = (
+    PATIENTS,
+    PRACTITIONERS,
+    ENCOUNTERS,
+    CONDITIONS,
+    OBSERVATIONS,
+    MEDICATION_REQUESTS,
+)
+
+
+@dataclass(frozen=True)
+class ResourceRow:
+    table: Table
+    params: dict[str, Any]
+
+
+def to_row(resource: dict[str, Any]) -> ResourceRow | None:
+    """The row for a stored resource type; None for a type we skip.
+
+    Raises pydantic's ``ValidationError`` for a resource missing a field we need and
+    ``ValueError`` for a subject that is not a Patient.
+    """
+    build = _BUILDERS.get(str(resource.get("resourceType")))
+    return None if build is None else build(resource)
+
+
+def _patient(resource: dict[str, Any]) -> ResourceRow:
+    patient = fm.Patient.model_validate(resource)
+    name = patient.official_name()
+    return ResourceRow(
+        PATIENTS,
+        {
+            "id": patient.id,
+            "family": name.family,
+            "given": " ".join(name.given) or None,
+            "name": name.display() or patient.id,
+            "birth_date": patient.birthDate,
+            "gender": patient.gender,
+            "resource": Jsonb(resource),
+        },
+    )
+
+
+def _practitioner(resource: dict[str, Any]) -> ResourceRow:
+    practitioner = fm.Practitioner.model_validate(resource)
+    names = [n.display() for n in practitioner.name]
+    params = {"id": practitioner.id, "name": next(iter(names), None)}
+    return ResourceRow(PRACTITIONERS, {**params, "resource": Jsonb(resource)})
+
+
+def _encounter(resource: dict[str, Any]) -> ResourceRow:
+    enc = fm.Encounter.model_validate(resource)
+    period = enc.period or fm.Period()
+    return _scoped(
+        ENCOUNTERS,
+        enc,
+        resource,
+        status=enc.status,
+        class_code=enc.class_.code if enc.class_ else None,
+        type_text=next((t.label() for t in enc.type), None),
+        period_start=period.start,
+        period_end=period.end,
+    )
+
+
+def _condition(resource: dict[str, Any]) -> ResourceRow:
+    cond = fm.Condition.model_validate(resource)
+    code = cond.code or fm.CodeableConcept()
+    status = cond.clinicalStatus or fm.CodeableConcept()
+    return _scoped(
+        CONDITIONS,
+        cond,
+        resource,
+        code=code.first_code(),
+        display=code.label(),
+        clinical_status=status.first_code(),
+        onset=cond.onsetDateTime,
+        abatement=cond.abatementDateTime,
+    )
+
+
+def _observation(resource: dict[str, Any]) -> ResourceRow:
+    obs = fm.Observation.model_validate(resource)
+    category = next((c.first_code() for c in obs.category), None)
+    return _scoped(
+        OBSERVATIONS,
+        obs,
+        resource,
+        category=category,
+        code=obs.code.first_code(),
+        display=obs.code.label(),
+        effective=obs.effectiveDateTime or obs.issued,
+    )
+
+
+def _medication_request(resource: dict[str, Any]) -> ResourceRow:
+    med = fm.MedicationRequest.model_validate(resource)
+    concept = med.medicationCodeableConcept or fm.CodeableConcept()
+    return _scoped(
+        MEDICATION_REQUESTS,
+        med,
+        resource,
+        status=med.status,
+        code=concept.first_code(),
+        display=concept.label(),
+        authored_on=med.authoredOn,
+    )
+
+
+def _scoped(
+    table: Table, parsed: fm.PatientScoped, resource: dict[str, Any], **columns: Any
+) -> ResourceRow:
+    params = {"id": parsed.id, "patient_id": _patient_id(parsed), **columns}
+    return ResourceRow(table, {**params, "resource": Jsonb(resource)})
+
+
+def _patient_id(parsed: fm.PatientScoped) -> str:
+    ref = parsed.subject.reference or ""
+    kind, _, rid = ref.partition("/")
+    if kind != "Patient" or not rid:
+        raise ValueError(f"{parsed.id}: subject is not a Patient of this bundle")
+    return rid
+
+
+_BUILDERS: dict[str, Callable[[dict[str, Any]], ResourceRow]] = {
+    "Patient": _patient,
+    "Practitioner": _practitioner,
+    "Encounter": _encounter,
+    "Condition": _condition,
+    "Observation": _observation,
+    "MedicationRequest": _medication_request,
+}

@@ -1,0 +1,113 @@
+"""The SQL the MCP tools run as the ephemeral role (DESIGN.md, step 4).
+
+Plain parameterized SELECTs over ``clinical``: row-level security decides what the
+role may see, and every chart query also filters by the patient id asked for. No
+schema change, no privilege beyond what the grant row gives. Results are
+JSON-ready: FHIR resources as imported, dates as ISO strings.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import psycopg
+
+RECENT_MEDICATIONS = 5
+MAX_OBSERVATIONS = 20
+OBSERVATION_CATEGORIES = ("vital-signs", "laboratory")
+
+_ROSTER = """
+    SELECT id, name, birth_date, gender, sensitive
+      FROM clinical.patients
+     ORDER BY name, id
+"""
+
+_PATIENT = "SELECT clinical.patient_resource(%s)"
+
+_CONDITIONS = """
+    SELECT resource
+      FROM clinical.conditions
+     WHERE patient_id = %s
+       AND (clinical_status = 'active' OR abatement IS NULL)
+     ORDER BY onset DESC NULLS LAST, id
+"""
+
+_ACTIVE_MEDICATIONS = """
+    SELECT resource
+      FROM clinical.medication_requests
+     WHERE patient_id = %s AND status = 'active'
+     ORDER BY authored_on DESC NULLS LAST, id
+"""
+
+_RECENT_MEDICATIONS = """
+    SELECT resource
+      FROM clinical.medication_requests
+     WHERE patient_id = %s
+     ORDER BY authored_on DESC NULLS LAST, id
+     LIMIT %s
+"""
+
+_LATEST_OBSERVATIONS = """
+    SELECT resource
+      FROM (
+        SELECT DISTINCT ON (code) code, effective, resource
+          FROM clinical.observations
+         WHERE patient_id = %s AND category = ANY(%s)
+         ORDER BY code, effective DESC NULLS LAST
+      ) AS latest
+     ORDER BY effective DESC NULLS LAST, code
+     LIMIT %s
+"""
+
+
+def list_roster(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    """The patients the role may list: ``id, name, birth_date, gender, sensitive``."""
+    rows = conn.execute(_ROSTER).fetchall()
+    return [
+        {
+            "id": pid,
+            "name": name,
+            "birth_date": birth_date.isoformat() if birth_date else None,
+            "gender": gender,
+            "sensitive": sensitive,
+        }
+        for pid, name, birth_date, gender, sensitive in rows
+    ]
+
+
+def read_chart(conn: psycopg.Connection[Any], patient_id: str) -> dict[str, Any] | None:
+    """The patient's chart, or None when the role may not read that patient.
+
+    ``patient``: the FHIR Patient; ``conditions``: active ones (clinical status
+    active, or no abatement); ``medications``: active MedicationRequests, or the
+    most recent few if none is active; ``observations``: the latest vital sign or
+    lab result per LOINC code, newest first, at most ``MAX_OBSERVATIONS``.
+    """
+    patient = conn.execute(_PATIENT, (patient_id,)).fetchone()
+    if patient is None or patient[0] is None:
+        return None
+
+    return {
+        "patient": patient[0],
+        "conditions": _resources(conn, _CONDITIONS, patient_id),
+        "medications": _medications(conn, patient_id),
+        "observations": _resources(
+            conn,
+            _LATEST_OBSERVATIONS,
+            patient_id,
+            list(OBSERVATION_CATEGORIES),
+            MAX_OBSERVATIONS,
+        ),
+    }
+
+
+def _medications(conn: psycopg.Connection[Any], patient_id: str) -> list[Any]:
+    active = _resources(conn, _ACTIVE_MEDICATIONS, patient_id)
+    if active:
+        return active
+    return _resources(conn, _RECENT_MEDICATIONS, patient_id, RECENT_MEDICATIONS)
+
+
+def _resources(conn: psycopg.Connection[Any], query: str, *params: object) -> list[Any]:
+    return [row[0] for row in conn.execute(query, params).fetchall()]
