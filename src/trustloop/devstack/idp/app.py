@@ -1,0 +1,197 @@
+"""The IdP's HTTP surface (Starlette), on IBM Verify's paths.
+
+Routes: ``GET /.well-known/openid-configuration`` (RFC 8414 / OIDC Discovery),
+``GET /oauth2/jwks``, ``POST /oauth2/token`` (``password`` in the local profile,
+token exchange), ``POST /oauth2/introspect``. Every error is an RFC 6749 §5.2 JSON
+answer with ``Cache-Control: no-store``; so is every token answer (§5.1).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from trustloop.audit.chain import AuditLog, AuditWriteError
+from trustloop.devstack.idp import password_grant, token_exchange
+from trustloop.devstack.idp.client_auth import ClientAuthenticator
+from trustloop.devstack.idp.errors import NO_STORE, OAuthProblem, invalid_request
+from trustloop.devstack.idp.introspection import Introspection
+from trustloop.devstack.idp.keys import SigningKeys
+from trustloop.devstack.idp.policy import CareTeamFacts, CareTeamPolicy, PostgresFacts
+from trustloop.devstack.idp.tokens import AccessTokens, TokenIssuer
+from trustloop.devstack.idp.users import DemoUsers
+from trustloop.devstack.jwtcheck import ALGORITHM, Clock, JwksCache
+from trustloop.devstack.postgres import load_info
+from trustloop.identity.rar import RarType
+from trustloop.settings import Settings
+
+FORM_TYPE = "application/x-www-form-urlencoded"
+MAX_FORM_BYTES = 64 * 1024
+IDP_DB_ROLE = "trustloop_idp"
+
+Handler = Callable[[Mapping[str, str]], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Idp:
+    """The IdP's parts, reachable from the app as ``app.state.idp`` (tests)."""
+
+    settings: Settings
+    keys: SigningKeys
+    issuer: TokenIssuer
+    access_tokens: AccessTokens
+    grants: Mapping[str, Handler]
+    introspection: Introspection
+
+
+def build_idp(
+    settings: Settings,
+    *,
+    svid_keys: JwksCache | None = None,
+    facts: CareTeamFacts | None = None,
+    users: DemoUsers | None = None,
+    clock: Clock = time.time,
+) -> Idp:
+    """Wire the IdP; by default from the stack (SPIFFE JWKS, PostgreSQL, state dir)."""
+    issuer_url = settings.idp_issuer
+    keys = SigningKeys()
+    audit = AuditLog(settings.audit_dir / "idp.jsonl", "idp")
+    svid_keys = svid_keys or JwksCache(f"{settings.spire_bundle_url.rstrip('/')}/keys")
+    clients = ClientAuthenticator(
+        svid_keys, issuer=issuer_url, trust_domain=settings.trust_domain, clock=clock
+    )
+    issuer = TokenIssuer(
+        keys, issuer=issuer_url, mcp_resource=settings.mcp_resource, clock=clock
+    )
+    access_tokens = AccessTokens(
+        keys, issuer=issuer_url, mcp_resource=settings.mcp_resource, clock=clock
+    )
+    exchange = token_exchange.TokenExchange(
+        clients=clients,
+        exchange_clients=frozenset({settings.mcp_spiffe_id}),
+        access_tokens=access_tokens,
+        issuer=issuer,
+        vault_audience=settings.vault_audience,
+        policy=CareTeamPolicy(facts or _postgres_facts(settings)),
+        audit=audit,
+    )
+    grants: dict[str, Handler] = {token_exchange.GRANT_TYPE: exchange}
+    if settings.profile == "local":
+        users = users or DemoUsers.from_state_dir(settings.state_dir)
+        grants[password_grant.GRANT_TYPE] = password_grant.PasswordGrant(
+            users=users, issuer=issuer, audit=audit
+        )
+    introspection = Introspection(
+        clients=clients, access_tokens=access_tokens, audit=audit
+    )
+    return Idp(settings, keys, issuer, access_tokens, grants, introspection)
+
+
+def _postgres_facts(settings: Settings) -> CareTeamFacts:
+    info = load_info(settings.state_dir)
+    return PostgresFacts(info.admin_conninfo(IDP_DB_ROLE))
+
+
+def create_app(idp: Idp) -> Starlette:
+    """The Starlette app serving ``idp``."""
+    discovery = _discovery(idp.settings)
+
+    async def openid_configuration(request: Request) -> Response:
+        return JSONResponse(discovery)
+
+    async def jwks(request: Request) -> Response:
+        return JSONResponse(idp.keys.jwks())
+
+    async def token(request: Request) -> Response:
+        return await _answer(request, _dispatch_grant(idp.grants))
+
+    async def introspect(request: Request) -> Response:
+        return await _answer(request, idp.introspection)
+
+    app = Starlette(
+        routes=[
+            Route("/.well-known/openid-configuration", openid_configuration),
+            Route("/oauth2/jwks", jwks),
+            Route("/oauth2/token", token, methods=["POST"]),
+            Route("/oauth2/introspect", introspect, methods=["POST"]),
+        ]
+    )
+    app.state.idp = idp
+    return app
+
+
+def _dispatch_grant(grants: Mapping[str, Handler]) -> Handler:
+    async def handle(form: Mapping[str, str]) -> dict[str, Any]:
+        grant = grants.get(form.get("grant_type", ""))
+        if grant is None:
+            raise OAuthProblem("unsupported_grant_type", "grant_type is not supported")
+        return await grant(form)
+
+    return handle
+
+
+async def _answer(request: Request, handler: Handler) -> Response:
+    """Parse the form, run ``handler``, render the answer or the §5.2 error."""
+    try:
+        form = await _form(request)
+        body = await handler(form)
+    except OAuthProblem as problem:
+        return problem.response()
+    except AuditWriteError:
+        # No audit record, no answer: the IdP fails closed.
+        return OAuthProblem(
+            "server_error", "the request could not be recorded", 500
+        ).response()
+    return JSONResponse(body, headers=NO_STORE)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """The urlencoded body; RFC 6749 §3.2: no parameter may appear twice."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip()
+    if content_type.lower() != FORM_TYPE:
+        raise invalid_request(f"the body must be {FORM_TYPE}")
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        raise invalid_request("the request is too large")
+    try:
+        pairs = parse_qsl(
+            body.decode(), keep_blank_values=True, strict_parsing=bool(body)
+        )
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise invalid_request("the body is not a valid form") from exc
+    form = dict(pairs)
+    if len(form) != len(pairs):
+        raise invalid_request("a parameter appears more than once")
+    return form
+
+
+def _discovery(settings: Settings) -> dict[str, Any]:
+    """OIDC Discovery 1.0 §3 / RFC 8414 §2, listing only what this slice serves."""
+    issuer = settings.idp_issuer
+    rar_types: list[RarType] = ["patient_record", "care_team_roster"]
+    grants = ["urn:ietf:params:oauth:grant-type:token-exchange"]
+    if settings.profile == "local":
+        grants.append("password")
+    return {
+        "issuer": issuer,
+        "token_endpoint": f"{issuer}/oauth2/token",
+        "introspection_endpoint": f"{issuer}/oauth2/introspect",
+        "jwks_uri": f"{issuer}/oauth2/jwks",
+        "grant_types_supported": grants,
+        "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
+        "token_endpoint_auth_signing_alg_values_supported": [ALGORITHM],
+        "introspection_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "introspection_endpoint_auth_signing_alg_values_supported": [ALGORITHM],
+        "id_token_signing_alg_values_supported": [ALGORITHM],
+        "subject_types_supported": ["public"],
+        "scopes_supported": sorted(password_grant.ALLOWED_SCOPES),
+        "authorization_details_types_supported": rar_types,
+    }

@@ -1,0 +1,253 @@
+"""RFC 8693 token exchange with RFC 9396 authorization details: the OBO grant.
+
+The MCP server presents the clinician's access token (``subject_token``) and its own
+JWT-SVID (``actor_token``), authenticates with a JWT-SVID client assertion, and asks
+for a token for Vault (``audience``) carrying exactly one authorization detail. The
+IdP is the policy decision point: it grants exactly what was asked or refuses.
+
+Error codes, as the specs name them:
+
+- ``invalid_client`` (401): the client assertion failed (RFC 6749 §5.2).
+- ``unauthorized_client``: the client may not exchange tokens (RFC 6749 §5.2).
+- ``invalid_request``: a missing or unsupported parameter, or a ``subject_token`` or
+  ``actor_token`` that is "invalid for any reason, or unacceptable based on
+  policy" (RFC 8693 §2.2.2).
+- ``invalid_target``: an ``audience`` other than Vault (RFC 8693 §2.2.2).
+- ``invalid_authorization_details``: not exactly one well-formed detail (RFC 9396 §5).
+- ``access_denied`` (403): the policy refused; the description names the resource
+  and the reason.
+
+Every exchange, granted or refused, is one audit event (``token_exchanged`` or
+``exchange_denied``) and one INFO log line; neither ever holds a token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from trustloop.audit.chain import AuditLog
+from trustloop.devstack.idp.client_auth import ClientAuthenticator
+from trustloop.devstack.idp.errors import OAuthProblem, invalid_request
+from trustloop.devstack.idp.policy import (
+    CareTeamPolicy,
+    PolicyDecision,
+    PolicyUnavailableError,
+)
+from trustloop.devstack.idp.tokens import AccessTokens, TokenIssuer
+from trustloop.devstack.jwtcheck import JwtInvalidError
+from trustloop.identity.oauth import (
+    ACCESS_TOKEN_TYPE,
+    JWT_TOKEN_TYPE,
+    TOKEN_EXCHANGE_GRANT,
+)
+from trustloop.identity.rar import AuthorizationDetail, parse_details
+
+GRANT_TYPE = TOKEN_EXCHANGE_GRANT
+
+log = structlog.get_logger("trustloop.devstack.idp")
+
+
+@dataclass
+class _Attempt:
+    """What is known of one exchange so far: the audit record's fields."""
+
+    client: str | None = None
+    sub: str | None = None
+    subject_jti: str | None = None
+    actor: str | None = None
+    requested: list[dict[str, Any]] | None = None
+    rule: str = "request"
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "client_id": self.client,
+            "sub": self.sub,
+            "subject_jti": self.subject_jti,
+            "actor": self.actor,
+            "requested": self.requested,
+            "rule": self.rule,
+        }
+
+
+class TokenExchange:
+    """The token-exchange grant of ``/oauth2/token``."""
+
+    def __init__(
+        self,
+        *,
+        clients: ClientAuthenticator,
+        exchange_clients: frozenset[str],
+        access_tokens: AccessTokens,
+        issuer: TokenIssuer,
+        vault_audience: str,
+        policy: CareTeamPolicy,
+        audit: AuditLog,
+    ) -> None:
+        if not vault_audience or not exchange_clients:
+            raise ValueError("token exchange needs Vault's audience and its clients")
+        self._clients = clients
+        self._exchange_clients = exchange_clients
+        self._access_tokens = access_tokens
+        self._issuer = issuer
+        self._vault_audience = vault_audience
+        self._policy = policy
+        self._audit = audit
+
+    async def __call__(self, form: Mapping[str, str]) -> dict[str, Any]:
+        """The RFC 8693 §2.2.1 answer, or :class:`OAuthProblem` (always audited)."""
+        attempt = _Attempt()
+        try:
+            answer = await self._exchange(form, attempt)
+        except OAuthProblem as problem:
+            self._denied(attempt, problem)
+            raise
+        return answer
+
+    async def _exchange(
+        self, form: Mapping[str, str], attempt: _Attempt
+    ) -> dict[str, Any]:
+        attempt.rule = "client_authentication"
+        attempt.client = await self._clients.workload(form)
+        if attempt.client not in self._exchange_clients:
+            raise OAuthProblem(
+                "unauthorized_client", "this client may not exchange tokens"
+            )
+
+        attempt.rule = "request"
+        _check_token_types(form)
+        subject = self._subject(form, attempt)
+        attempt.actor = await self._actor(form, attempt.client)
+        self._check_audience(form)
+        detail = self._detail(form, attempt)
+
+        attempt.rule = "policy"
+        decision = await self._decide(attempt, subject, detail)
+        attempt.rule = decision.rule
+        if not decision.allowed:
+            raise OAuthProblem(
+                "access_denied", f"{detail.identifier}: {decision.reason}", 403
+            )
+        return self._grant(attempt, subject, detail, decision)
+
+    def _subject(self, form: Mapping[str, str], attempt: _Attempt) -> str:
+        claims = self._access_tokens.active_claims(_required(form, "subject_token"))
+        if claims is None:
+            raise invalid_request("subject_token is invalid")
+        attempt.subject_jti = claims["jti"]
+        attempt.sub = claims["sub"]
+        sub: str = claims["sub"]
+        return sub
+
+    async def _actor(self, form: Mapping[str, str], client: str) -> str:
+        try:
+            actor = await self._clients.svid(_required(form, "actor_token"))
+        except JwtInvalidError as exc:
+            raise invalid_request("actor_token is invalid") from exc
+        if actor != client:
+            raise invalid_request("actor_token does not name the authenticated client")
+        return actor
+
+    def _check_audience(self, form: Mapping[str, str]) -> None:
+        if "resource" in form:
+            raise OAuthProblem("invalid_target", "resource is not supported")
+        if form.get("audience") != self._vault_audience:
+            raise OAuthProblem("invalid_target", "tokens are issued only for Vault")
+
+    def _detail(
+        self, form: Mapping[str, str], attempt: _Attempt
+    ) -> AuthorizationDetail:
+        attempt.rule = "authorization_details"
+        raw = _required(form, "authorization_details")
+        try:
+            details = parse_details(raw)
+        except ValidationError as exc:
+            raise _invalid_details("authorization_details is malformed") from exc
+        attempt.requested = [d.model_dump(mode="json") for d in details]
+        if len(details) != 1:
+            raise _invalid_details("exactly one authorization detail is required")
+        return details[0]
+
+    async def _decide(
+        self, attempt: _Attempt, sub: str, detail: AuthorizationDetail
+    ) -> PolicyDecision:
+        try:
+            return await self._policy.decide(sub, detail)
+        except PolicyUnavailableError as exc:
+            attempt.rule = "policy_unavailable"
+            raise OAuthProblem(
+                "temporarily_unavailable", "the policy cannot be evaluated now", 503
+            ) from exc
+
+    def _grant(
+        self,
+        attempt: _Attempt,
+        sub: str,
+        detail: AuthorizationDetail,
+        decision: PolicyDecision,
+    ) -> dict[str, Any]:
+        actor = attempt.actor or ""
+        obo = self._issuer.obo_token(
+            sub=sub, actor=actor, audience=self._vault_audience, details=[detail]
+        )
+        granted = obo.claims["authorization_details"]
+        # Written before the token leaves: no record, no token (AuditWriteError).
+        self._audit.append(
+            "token_exchanged",
+            jti=obo.jti,
+            **attempt.fields(),
+            granted=granted,
+            aud=obo.claims["aud"],
+            act=obo.claims["act"],
+            iat=obo.claims["iat"],
+            exp=obo.claims["exp"],
+        )
+        log.info(
+            "token_exchanged", jti=obo.jti, sub=sub, actor=actor, rule=decision.rule
+        )
+        return {
+            "access_token": obo.token,
+            "issued_token_type": JWT_TOKEN_TYPE,
+            "token_type": "N_A",  # RFC 8693 §2.2.1: not an access token for us
+            "expires_in": obo.expires_in,
+            "authorization_details": granted,  # RFC 9396 §7
+        }
+
+    def _denied(self, attempt: _Attempt, problem: OAuthProblem) -> None:
+        self._audit.append(
+            "exchange_denied",
+            **attempt.fields(),
+            error=problem.error,
+            reason=problem.description,
+        )
+        log.info(
+            "exchange_denied",
+            sub=attempt.sub,
+            actor=attempt.actor,
+            error=problem.error,
+            rule=attempt.rule,
+        )
+
+
+def _check_token_types(form: Mapping[str, str]) -> None:
+    if form.get("subject_token_type") != ACCESS_TOKEN_TYPE:
+        raise invalid_request(f"subject_token_type must be {ACCESS_TOKEN_TYPE}")
+    if form.get("actor_token_type") != JWT_TOKEN_TYPE:
+        raise invalid_request(f"actor_token_type must be {JWT_TOKEN_TYPE}")
+    if form.get("requested_token_type", JWT_TOKEN_TYPE) != JWT_TOKEN_TYPE:
+        raise invalid_request(f"requested_token_type must be {JWT_TOKEN_TYPE}")
+
+
+def _required(form: Mapping[str, str], name: str) -> str:
+    value = form.get(name)
+    if not value:
+        raise invalid_request(f"{name} is required")
+    return value
+
+
+def _invalid_details(description: str) -> OAuthProblem:
+    return OAuthProblem("invalid_authorization_details", description)
