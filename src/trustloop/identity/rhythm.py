@@ -1,0 +1,447 @@
+"""The four-step rhythm every tool call runs (DESIGN.md, "the four-step rhythm").
+
+1. **Introspect** the clinician's token at the IdP (RFC 7662), authenticating with a
+   JWT-SVID client assertion (RFC 7523 §2.2). Inactive: "sign in again".
+2. **Exchange** it (RFC 8693) for a 60-second on-behalf-of (OBO) token:
+   ``subject_token`` = the clinician's token, ``actor_token`` = our JWT-SVID,
+   ``audience`` = Vault, ``authorization_details`` (RFC 9396) = one resource, one
+   action. The IdP grants exactly that or refuses.
+3. **Lease**: log in to Vault with a JWT-SVID (``aud`` = Vault) and trade the OBO
+   token for an ephemeral database login.
+4. **Query and revoke**: connect as that login (``application_name`` = the OBO
+   ``jti``), run the tool's query, close, and revoke the lease in ``finally``, on
+   every path (errors and cancellation included).
+
+The clinician's token goes to the IdP as ``subject_token`` and nowhere else: never
+into a log, an audit line, an exception or a downstream request.
+
+Exceptions::
+
+    ToolCallError(code, description)   the call failed; ``str()`` is
+                                       ``"<code>: <description>"`` with an OAuth
+                                       error code first, safe to show the model
+
+Library errors (IdP, Vault, Workload API, psycopg) become :class:`ToolCallError`
+at one choke point, :func:`translate`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+
+import anyio
+import anyio.to_thread
+import psycopg
+import structlog
+
+from trustloop.audit.chain import AuditWriteError
+from trustloop.identity.oauth import IdpUnavailableError, OAuthError
+from trustloop.identity.rar import AuthorizationDetail
+from trustloop.identity.spiffe import WorkloadApiError
+from trustloop.identity.vault import VaultError, VaultUnavailableError
+
+if TYPE_CHECKING:
+    from trustloop.audit.chain import AuditLog
+    from trustloop.identity.oauth import Introspection, IssuedToken
+    from trustloop.identity.spiffe import JwtSvidToken
+    from trustloop.identity.vault import Lease
+
+T = TypeVar("T")
+ErrorCode = Literal[
+    "invalid_token",
+    "invalid_request",
+    "access_denied",
+    "not_found",
+    "temporarily_unavailable",
+    "server_error",
+]
+Connection = psycopg.Connection[Any]
+# The detail to ask for, or how to build it from the introspected ``sub``.
+DetailFor = AuthorizationDetail | Callable[[str], AuthorizationDetail]
+
+CLEANUP_TIMEOUT_S = 10.0
+
+log = structlog.get_logger(__name__)
+
+
+class ToolCallError(Exception):
+    """A tool call failed; ``str()`` starts with the OAuth error code."""
+
+    def __init__(self, code: ErrorCode, description: str) -> None:
+        super().__init__(f"{code}: {description}")
+        self.code: ErrorCode = code
+        self.description = description
+
+
+def sign_in_again() -> ToolCallError:
+    return ToolCallError("invalid_token", "sign in again")
+
+
+# -- collaborators (structural, so tests inject small fakes) -----------------------
+
+
+class SvidSource(Protocol):
+    async def afetch_jwt_svid(self, audience: str) -> JwtSvidToken: ...
+
+
+class Introspector(Protocol):
+    async def introspect(
+        self, token: str, *, client_assertion: str
+    ) -> Introspection: ...
+
+
+class IdentityProvider(Introspector, Protocol):
+    async def exchange(
+        self,
+        *,
+        subject_token: str,
+        actor_token: str,
+        client_assertion: str,
+        audience: str,
+        detail: AuthorizationDetail,
+    ) -> IssuedToken: ...
+
+
+class LeaseClient(Protocol):
+    """Vault: JWT login (kept until it nears expiry), then leases issued and revoked."""
+
+    def needs_login(self) -> bool: ...
+
+    def login(self, svid: str) -> object: ...
+
+    def issue(self, obo_token: str) -> Lease: ...
+
+    def revoke(self, lease_id: str) -> object: ...
+
+
+class Connector(Protocol):
+    def __call__(
+        self, *, username: str, password: str, application_name: str
+    ) -> Connection: ...
+
+
+@dataclass(frozen=True)
+class PgConnector:
+    """Connects as an ephemeral role over TCP (SCRAM), one connection per call."""
+
+    host: str
+    port: int
+    dbname: str
+    connect_timeout_s: int = 5
+
+    def __call__(
+        self, *, username: str, password: str, application_name: str
+    ) -> Connection:
+        return psycopg.connect(
+            host=self.host,
+            port=self.port,
+            dbname=self.dbname,
+            user=username,
+            password=password,
+            application_name=application_name,
+            connect_timeout=self.connect_timeout_s,
+        )
+
+
+# -- what a tool sees, and what the audit line records -----------------------------
+
+
+@dataclass
+class CallRecord:
+    """Everything the MCP audit line says about one call: ids, never secrets."""
+
+    tool: str
+    jti: str | None = None
+    sub: str | None = None
+    actor: str | None = None
+    resource: str | None = None
+    action: str | None = None
+    decision: Literal["granted", "denied"] | None = None
+    lease_id: str | None = None
+    role: str | None = None
+    lease_revoked: bool = False
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    outcome: Literal["ok", "error", "cancelled"] = "error"
+    error: str | None = None
+
+    @contextmanager
+    def timed(self, step: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = (time.perf_counter() - started) * 1000
+            self.timings_ms[step] = round(self.timings_ms.get(step, 0.0) + elapsed, 3)
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """The granted call: a connection as the ephemeral role and the OBO ``jti``."""
+
+    conn: Connection
+    jti: str
+    sub: str
+    detail: AuthorizationDetail
+    record: CallRecord = field(repr=False)
+
+    async def run(self, query: Callable[[Connection], T]) -> T:
+        """Run a synchronous query on the connection in a worker thread."""
+        with self.record.timed("query"):
+            return await anyio.to_thread.run_sync(query, self.conn)
+
+
+# -- the rhythm --------------------------------------------------------------------
+
+
+class Rhythm:
+    """Runs the four steps around one tool call; safe to share between calls."""
+
+    def __init__(
+        self,
+        *,
+        idp: IdentityProvider,
+        svids: SvidSource,
+        vault: LeaseClient,
+        connect: Connector,
+        audit: AuditLog,
+        issuer: str,
+        vault_audience: str,
+        resource: str,
+        cleanup_timeout_s: float = CLEANUP_TIMEOUT_S,
+    ) -> None:
+        if not (issuer and vault_audience and resource):
+            raise ValueError("the rhythm needs an issuer, a Vault audience, a resource")
+        self._idp = idp
+        self._svids = svids
+        self._vault = vault
+        self._connect = connect
+        self._audit = audit
+        self._issuer = issuer
+        self._vault_audience = vault_audience
+        self._resource = resource
+        self._cleanup_timeout_s = cleanup_timeout_s
+
+    @asynccontextmanager
+    async def call(
+        self, user_token: str, detail: DetailFor, *, tool: str
+    ) -> AsyncIterator[ToolCall]:
+        """Introspect, exchange, lease and connect; close and revoke on the way out.
+
+        Raises :class:`ToolCallError` for every failure, including those of the
+        body; cancellation propagates unchanged (after the lease is revoked).
+        """
+        record = CallRecord(tool=tool)
+        try:
+            async with self._steps(user_token, detail, record) as call:
+                yield call
+        except anyio.get_cancelled_exc_class():
+            record.outcome = "cancelled"
+            raise
+        except Exception as exc:
+            error = translate(exc)
+            record.error = error.code
+            if error is exc:
+                raise
+            raise error from exc
+        else:
+            record.outcome = "ok"
+        finally:
+            self._finish(record)
+
+    @asynccontextmanager
+    async def _steps(
+        self, user_token: str, detail_for: DetailFor, record: CallRecord
+    ) -> AsyncIterator[ToolCall]:
+        sub = await self._introspect(user_token, record)
+        if isinstance(detail_for, AuthorizationDetail):
+            detail = detail_for
+        else:
+            detail = _resolve(detail_for, sub)
+        record.resource, record.action = detail.identifier, detail.action
+
+        jti, obo_token = await self._exchange(user_token, detail, record)
+        lease = await self._lease(obo_token, record)
+        try:
+            conn = await self._open(lease, jti, record)
+            try:
+                yield ToolCall(conn, jti, sub, detail, record)
+            finally:
+                await self._close(conn, record)
+        finally:
+            await self._revoke(lease, record)
+
+    async def _introspect(self, user_token: str, record: CallRecord) -> str:
+        """Step 1, RFC 7662 §2.2: anything but an active token for us is refused."""
+        with record.timed("introspect"):
+            assertion = await self._svids.afetch_jwt_svid(self._issuer)
+            record.actor = assertion.spiffe_id
+            found = await self._idp.introspect(
+                user_token, client_assertion=assertion.token
+            )
+
+        if not found.active or not found.sub:
+            raise sign_in_again()
+        if self._resource not in audiences(found.aud):
+            raise sign_in_again()
+        record.sub = found.sub
+        return found.sub
+
+    async def _exchange(
+        self, user_token: str, detail: AuthorizationDetail, record: CallRecord
+    ) -> tuple[str, str]:
+        """Step 2, RFC 8693 §2.1 with an RFC 9396 ``authorization_details``."""
+        with record.timed("exchange"):
+            svid = await self._svids.afetch_jwt_svid(self._issuer)
+            try:
+                obo = await self._idp.exchange(
+                    subject_token=user_token,
+                    actor_token=svid.token,
+                    client_assertion=svid.token,
+                    audience=self._vault_audience,
+                    detail=detail,
+                )
+            except OAuthError as exc:
+                record.decision = "denied" if exc.error == "access_denied" else None
+                raise
+
+        record.decision, record.jti = "granted", obo.jti
+        if obo.jti is None:  # nothing to name the login or the audit trail by
+            raise ToolCallError("server_error", "the OBO token has no jti")
+        structlog.contextvars.bind_contextvars(jti=obo.jti)
+        return obo.jti, obo.access_token
+
+    async def _lease(self, obo_token: str, record: CallRecord) -> Lease:
+        """Step 3: Vault JWT login with our SVID, then the OBO token for a login."""
+        with record.timed("lease"):
+            if self._vault.needs_login():
+                svid = await self._svids.afetch_jwt_svid(self._vault_audience)
+                await anyio.to_thread.run_sync(self._vault.login, svid.token)
+            lease = await anyio.to_thread.run_sync(self._vault.issue, obo_token)
+
+        record.lease_id, record.role = lease.lease_id, lease.username
+        return lease
+
+    async def _open(self, lease: Lease, jti: str, record: CallRecord) -> Connection:
+        """Step 4a: connect as the ephemeral role; ``application_name`` = ``jti``."""
+        with record.timed("connect"):
+            return await anyio.to_thread.run_sync(
+                lambda: self._connect(
+                    username=lease.username,
+                    password=lease.password,
+                    application_name=jti,
+                )
+            )
+
+    async def _close(self, conn: Connection, record: CallRecord) -> None:
+        try:
+            await self._shielded(record, "close", conn.close)
+        except Exception:
+            log.warning("connection_close_failed", exc_info=True)
+
+    async def _revoke(self, lease: Lease, record: CallRecord) -> None:
+        """Step 4b: revoke now; if that fails Vault's reaper is the backstop."""
+        revoke = self._vault.revoke
+        try:
+            await self._shielded(record, "revoke", lambda: revoke(lease.lease_id))
+        except Exception:
+            log.warning("lease_revoke_failed", lease_id=lease.lease_id, exc_info=True)
+            return
+        record.lease_revoked = True
+
+    async def _shielded(
+        self, record: CallRecord, step: str, work: Callable[[], object]
+    ) -> None:
+        """Run cleanup on a thread, immune to the caller's cancellation, bounded."""
+        with anyio.CancelScope(shield=True), record.timed(step):
+            with anyio.fail_after(self._cleanup_timeout_s):
+                await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+
+    def _finish(self, record: CallRecord) -> None:
+        """One audit line and one log line per call; no record, no result."""
+        log.info(
+            "tool_called",
+            tool=record.tool,
+            jti=record.jti,
+            outcome=record.outcome,
+            error=record.error,
+            lease_revoked=record.lease_revoked,
+            timings_ms=record.timings_ms,
+        )
+        structlog.contextvars.unbind_contextvars("jti")
+        try:
+            self._audit.append("tool_call", **_audit_fields(record))
+        except AuditWriteError as exc:
+            log.error("audit_write_failed", tool=record.tool, jti=record.jti)
+            if record.outcome == "ok":
+                raise ToolCallError("server_error", "audit unavailable") from exc
+
+
+def _resolve(
+    detail_for: Callable[[str], AuthorizationDetail], sub: str
+) -> AuthorizationDetail:
+    try:
+        return detail_for(sub)
+    except ValueError as exc:  # pydantic: the sub is not a FHIR id
+        raise sign_in_again() from exc
+
+
+def _audit_fields(record: CallRecord) -> dict[str, object]:
+    return {
+        "tool": record.tool,
+        "jti": record.jti,
+        "sub": record.sub,
+        "actor": record.actor,
+        "resource": record.resource,
+        "action": record.action,
+        "decision": record.decision,
+        "lease_id": record.lease_id,
+        "role": record.role,
+        "lease_revoked": record.lease_revoked,
+        "timings_ms": record.timings_ms,
+        "outcome": record.outcome,
+        "error": record.error,
+    }
+
+
+def audiences(aud: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """RFC 7519 §4.1.3: ``aud`` is one string or an array of them."""
+    if aud is None:
+        return ()
+    if isinstance(aud, str):
+        return (aud,)
+    return tuple(aud)
+
+
+def translate(exc: Exception) -> ToolCallError:
+    """The one choke point where outside errors become :class:`ToolCallError`.
+
+    Says what the spec lets it say: the IdP's own ``error_description`` for a
+    policy refusal, otherwise a fixed phrase per failure class.
+    """
+    match exc:
+        case ToolCallError():
+            return exc
+        case OAuthError(error="access_denied"):
+            return ToolCallError("access_denied", exc.description or "access denied")
+        case OAuthError(error="invalid_grant" | "invalid_token"):
+            return sign_in_again()
+        case OAuthError(error="temporarily_unavailable") | IdpUnavailableError():
+            return ToolCallError("temporarily_unavailable", "identity provider")
+        case OAuthError():
+            return ToolCallError("server_error", "identity provider refused the call")
+        case WorkloadApiError():
+            return ToolCallError("temporarily_unavailable", "workload identity")
+        case VaultUnavailableError():
+            return ToolCallError("temporarily_unavailable", "credential service")
+        case VaultError():
+            return ToolCallError("server_error", "database credential refused")
+        case psycopg.OperationalError():
+            return ToolCallError("temporarily_unavailable", "database")
+        case TimeoutError():
+            return ToolCallError("temporarily_unavailable", "timed out")
+        case _:
+            return ToolCallError("server_error", "internal error")

@@ -1,0 +1,1 @@
+"""The MCP server (healthcare tools); every tool call runs the four-step rhythm."""

@@ -1,0 +1,36 @@
+"""``python -m trustloop.tools``: the MCP server on ``settings.mcp_url``."""
+
+from __future__ import annotations
+
+import anyio
+import uvicorn
+
+from trustloop.logging import configure
+from trustloop.settings import Settings, bind_address
+from trustloop.tools.server import serving_app
+
+
+async def serve(settings: Settings) -> None:
+    host, port = bind_address(settings.mcp_url)
+    async with serving_app(settings) as app:
+        # Our JSON logging stays in charge; uvicorn only reports problems.
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+        )
+        await uvicorn.Server(config).serve()
+
+
+def main() -> None:
+    settings = Settings()
+    log = configure("mcp")
+    log.info("mcp_server_starting", url=settings.mcp_url, profile=settings.profile)
+    anyio.run(serve, settings)
+
+
+if __name__ == "__main__":
+    main()

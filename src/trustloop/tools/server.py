@@ -1,0 +1,131 @@
+"""The MCP server: streamable HTTP at ``/mcp``, stateless, a resource server.
+
+Every request carries the clinician's bearer token; :class:`IntrospectionVerifier`
+checks it (active, ``aud`` = this server) before mcp routes the request, and each
+tool call then runs the four-step rhythm with that request's own token. Stateless
+so that no token outlives its request and any replica can answer any call.
+
+:func:`build_app` takes its collaborators (tests inject them);
+:func:`serving_app` wires the production ones from :class:`Settings`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import httpx
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+
+from trustloop.audit.chain import AuditLog
+from trustloop.identity.oauth import IdpClient
+from trustloop.identity.rhythm import PgConnector, Rhythm
+from trustloop.identity.spiffe import WorkloadIdentity
+from trustloop.identity.vault import VaultLeaseClient
+from trustloop.settings import bind_address
+from trustloop.tools import patients
+from trustloop.tools.auth import IntrospectionVerifier, UnavailableMiddleware
+
+if TYPE_CHECKING:
+    from mcp.server.auth.provider import TokenVerifier
+    from starlette.applications import Starlette
+
+    from trustloop.settings import Settings
+
+INSTRUCTIONS = (
+    "Healthcare tools acting for the signed-in clinician. Each call is authorized "
+    "by the identity provider for one patient and one action. A result whose text "
+    "starts with an OAuth error code (access_denied, invalid_token, ...) is final "
+    "for this request: relay it, do not retry."
+)
+IDP_TIMEOUT_S = 5.0
+
+
+def build_server(
+    settings: Settings, *, rhythm: Rhythm, verifier: TokenVerifier
+) -> MCPServer:
+    """The tools behind RFC 9728 metadata naming the IdP as authorization server."""
+    server = MCPServer(
+        "trustloop",
+        instructions=INSTRUCTIONS,
+        token_verifier=verifier,
+        # Strings, not AnyHttpUrl: AuthSettings keeps a path-less issuer exact (no
+        # trailing "/"), and RFC 8414 compares issuers as strings.
+        auth=AuthSettings(
+            issuer_url=settings.idp_issuer,  # type: ignore[arg-type]
+            resource_server_url=settings.mcp_resource,  # type: ignore[arg-type]
+            required_scopes=None,
+        ),
+    )
+    patients.register(server, rhythm)
+    return server
+
+
+def build_app(
+    settings: Settings, *, rhythm: Rhythm, verifier: TokenVerifier
+) -> Starlette:
+    """The ASGI app: ``/mcp`` and ``/.well-known/oauth-protected-resource/mcp``."""
+    server = build_server(settings, rhythm=rhythm, verifier=verifier)
+    app = server.streamable_http_app(
+        streamable_http_path=urlsplit(settings.mcp_url).path or "/mcp",
+        stateless_http=True,
+        transport_security=transport_security(settings.mcp_url),
+    )
+    app.add_middleware(UnavailableMiddleware)
+    return app
+
+
+def transport_security(mcp_url: str) -> TransportSecuritySettings:
+    """DNS-rebinding protection that admits this server's own names and loopback.
+
+    mcp answers 421 to any other ``Host``; it enables this check by itself only
+    when bound to a loopback name, so it is configured here for every binding.
+    """
+    parts = urlsplit(mcp_url)
+    _, port = bind_address(mcp_url)
+    hosts = {parts.netloc, f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"}
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=sorted(hosts),
+        allowed_origins=sorted(f"{parts.scheme}://{host}" for host in hosts),
+    )
+
+
+@asynccontextmanager
+async def serving_app(settings: Settings) -> AsyncIterator[Starlette]:
+    """The production app and the clients it needs, closed on the way out.
+
+    The SPIFFE Workload API socket comes from ``SPIFFE_ENDPOINT_SOCKET``.
+    """
+    svids = WorkloadIdentity()
+    vault = VaultLeaseClient(
+        settings.vault_addr,
+        auth_role=settings.vault_auth_role,
+        creds_role=settings.vault_creds_role,
+    )
+    try:
+        async with httpx.AsyncClient(timeout=IDP_TIMEOUT_S, trust_env=False) as http:
+            idp = IdpClient(settings.idp_issuer, http)
+            rhythm = Rhythm(
+                idp=idp,
+                svids=svids,
+                vault=vault,
+                connect=PgConnector(
+                    settings.pg_host, settings.pg_port, settings.pg_dbname
+                ),
+                audit=AuditLog(settings.audit_dir / "mcp.jsonl", "mcp"),
+                issuer=settings.idp_issuer,
+                vault_audience=settings.vault_audience,
+                resource=settings.mcp_resource,
+            )
+            verifier = IntrospectionVerifier(
+                idp, svids, issuer=settings.idp_issuer, resource=settings.mcp_resource
+            )
+            yield build_app(settings, rhythm=rhythm, verifier=verifier)
+    finally:
+        vault.close()
+        svids.close()
