@@ -1,0 +1,266 @@
+"""Ephemeral PostgreSQL roles: create one per OBO token, remove it without a trace.
+
+The engine connects as ``trustloop_lease_engine`` (``CREATEROLE``, member of
+``pg_signal_backend``, owner of schema ``access``).
+
+Mint, in ONE transaction: ``CREATE ROLE obo_<jti hex> LOGIN ... VALID UNTIL <exp>
+CONNECTION LIMIT 2``, ``GRANT`` the group roles, ``INSERT`` the ``access.grants``
+row, then the caller's ``before_commit`` (the audit record). Anything failing
+rolls all of it back. The password is random and is sent to the server only as a
+SCRAM-SHA-256 verifier computed by libpq, so no server log (``log_statement``,
+pgaudit's ``role`` class, an error's statement) can ever contain it.
+
+Revoke, idempotent: ``ALTER ROLE ... NOLOGIN`` (no new sessions), terminate every
+session of the role and wait for it (``DROP ROLE`` alone leaves a live session
+working), ``REASSIGN OWNED`` / ``DROP OWNED`` only when the role owns something
+(PostgreSQL 15 requires the engine to hold the role's privileges for those, so it
+grants itself membership first), ``DROP ROLE``, delete the grant row, and a
+final sweep for a session that raced the ``NOLOGIN``.
+
+Identifiers and literals go through :mod:`psycopg.sql`, never string formatting;
+only names matching :data:`ROLE_NAME` are ever dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import re
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import psycopg
+import structlog
+from psycopg import sql
+
+from trustloop.devstack.jwtcheck import Clock
+from trustloop.devstack.vault.pgpool import Connection, ConnectionPool
+
+log = structlog.get_logger(__name__)
+
+ROLE_NAME = re.compile(r"obo_[0-9a-f]{32}")
+CONNECTION_LIMIT = 2
+TERMINATE_WAIT_MS = 2000
+
+_CREATE_ROLE = sql.SQL(
+    "CREATE ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT "
+    "NOREPLICATION NOBYPASSRLS CONNECTION LIMIT {limit} "
+    "PASSWORD {verifier} VALID UNTIL {until}"
+)
+_INSERT_GRANT = (
+    "INSERT INTO access.grants (role_name, jti, clinician_sub, rar_type, action,"
+    " resource_id, stepped_up, expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+)
+_TERMINATE = (
+    "SELECT pg_terminate_backend(pid, %s) FROM pg_stat_activity"
+    " WHERE usesysid = %s AND pid <> pg_backend_pid()"
+)
+_OWNS_ANYTHING = (
+    "SELECT EXISTS (SELECT 1 FROM pg_shdepend"
+    " WHERE refclassid = 'pg_authid'::regclass AND refobjid = %s)"
+)
+_EXPIRED_OR_ORPHANED = (
+    "SELECT r.rolname FROM pg_roles r"
+    " LEFT JOIN access.grants g ON g.role_name = r.rolname"
+    " WHERE r.rolname ~ '^obo_[0-9a-f]{32}$'"
+    " AND (g.role_name IS NULL OR g.expires_at <= %(now)s)"
+    " UNION SELECT g.role_name FROM access.grants g WHERE g.expires_at <= %(now)s"
+)
+
+
+class LeaseEngineError(Exception):
+    """A role could not be created or removed (details in the server log)."""
+
+
+def role_name_for(jti: str) -> str:
+    """``obo_<jti hex>``; the ``jti`` must be a UUID (the IdP issues uuid4)."""
+    return "obo_" + uuid.UUID(jti).hex
+
+
+@dataclass(frozen=True)
+class GrantSpec:
+    """Everything the ephemeral role and its ``access.grants`` row record."""
+
+    role_name: str
+    jti: str
+    clinician_sub: str
+    rar_type: str
+    action: str
+    resource_id: str
+    stepped_up: bool
+    expires_at: datetime
+    group_roles: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Credential:
+    username: str
+    password: str = field(repr=False)
+
+
+class LeaseEngine:
+    """Creates and removes ephemeral login roles; thread-safe."""
+
+    def __init__(self, pool: ConnectionPool, *, clock: Clock = time.time) -> None:
+        self._pool = pool
+        self._clock = clock
+        self._role_locks = [threading.Lock() for _ in range(16)]
+
+    def mint(
+        self, spec: GrantSpec, before_commit: Callable[[Credential], None]
+    ) -> Credential:
+        """Create role and grant row; commit only if ``before_commit`` returns."""
+        _check_role_name(spec.role_name)
+        password = secrets.token_urlsafe(32)
+        credential = Credential(spec.role_name, password)
+
+        with self._pool.connection() as conn:
+            verifier = _scram_verifier(conn, spec.role_name, password)
+            with conn.transaction():
+                _create_role(conn, spec, verifier)
+                before_commit(credential)
+        return credential
+
+    def revoke(self, role_name: str) -> bool:
+        """Remove the role, its sessions and its grant row; False if already gone.
+
+        Raises :class:`LeaseEngineError` when the role owns objects in another
+        database: it is then left without login, without sessions and without a
+        grant row, and the reaper retries it.
+        """
+        _check_role_name(role_name)
+        with self._lock_for(role_name), self._pool.connection() as conn:
+            oid = _role_oid(conn, role_name)
+            if oid is not None:
+                _disable_login(conn, role_name)
+                _terminate_sessions(conn, oid)
+            with conn.transaction():
+                outcome = _drop_role(conn, role_name)
+            if oid is not None:
+                _terminate_sessions(conn, oid)
+        if outcome is _Dropped.STUCK:
+            raise LeaseEngineError(f"{role_name} owns objects in another database")
+        return outcome is _Dropped.YES
+
+    def expired_roles(self) -> list[str]:
+        """Roles whose grant expired or is missing; grant rows without a role."""
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        with self._pool.connection() as conn:
+            rows = conn.execute(_EXPIRED_OR_ORPHANED, {"now": now}).fetchall()
+        return sorted({str(row[0]) for row in rows if ROLE_NAME.fullmatch(str(row[0]))})
+
+    def _lock_for(self, role_name: str) -> threading.Lock:
+        return self._role_locks[hash(role_name) % len(self._role_locks)]
+
+
+def _check_role_name(role_name: str) -> None:
+    if not ROLE_NAME.fullmatch(role_name):
+        raise ValueError("not an ephemeral role name")
+
+
+def _scram_verifier(conn: Connection, role_name: str, password: str) -> str:
+    """The SCRAM-SHA-256 secret for ``password``, computed client-side by libpq."""
+    raw = conn.pgconn.encrypt_password(
+        password.encode(), role_name.encode(), b"scram-sha-256"
+    )
+    return raw.decode()
+
+
+def _create_role(conn: Connection, spec: GrantSpec, verifier: str) -> None:
+    role = sql.Identifier(spec.role_name)
+    conn.execute(
+        _CREATE_ROLE.format(
+            role=role,
+            limit=sql.Literal(CONNECTION_LIMIT),
+            verifier=sql.Literal(verifier),
+            until=sql.Literal(spec.expires_at.astimezone(UTC).isoformat()),
+        )
+    )
+    for group in spec.group_roles:
+        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), role))
+    conn.execute(
+        _INSERT_GRANT,
+        [
+            spec.role_name,
+            spec.jti,
+            spec.clinician_sub,
+            spec.rar_type,
+            spec.action,
+            spec.resource_id,
+            spec.stepped_up,
+            spec.expires_at,
+        ],
+    )
+
+
+def _role_oid(conn: Connection, role_name: str) -> int | None:
+    row = conn.execute(
+        "SELECT oid FROM pg_roles WHERE rolname = %s", [role_name]
+    ).fetchone()
+    return int(row[0]) if row else None
+
+
+class _Dropped(enum.Enum):
+    YES = "yes"
+    GONE = "gone"
+    STUCK = "stuck"
+
+
+def _drop_role(conn: Connection, role_name: str) -> _Dropped:
+    """Drop the role (if it still exists) and its grant row, in the caller's txn.
+
+    The advisory lock serialises revokes of one role across processes (a second
+    stand-in, a reaper): the loser finds the role gone and only tidies the row.
+    The grant row goes even when the role cannot (it owns objects in another
+    database, where ``DROP OWNED`` from here cannot reach).
+    """
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [role_name])
+    oid = _role_oid(conn, role_name)
+    outcome = _Dropped.GONE
+    if oid is not None:
+        _drop_owned(conn, role_name, oid)
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role_name)))
+            outcome = _Dropped.YES
+        except psycopg.errors.DependentObjectsStillExist:
+            outcome = _Dropped.STUCK
+    conn.execute("DELETE FROM access.grants WHERE role_name = %s", [role_name])
+    return outcome
+
+
+def _disable_login(conn: Connection, role_name: str) -> None:
+    # Dropped meanwhile by another process: the rest is idempotent.
+    with contextlib.suppress(psycopg.errors.UndefinedObject):
+        conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(role_name)))
+
+
+def _terminate_sessions(conn: Connection, oid: int) -> None:
+    """Terminate every backend of the role and wait for each to exit."""
+    results = conn.execute(_TERMINATE, [TERMINATE_WAIT_MS, oid]).fetchall()
+    if not all(row[0] for row in results):
+        log.warning("session_termination_slow", role_oid=oid)
+
+
+def _drop_owned(conn: Connection, role_name: str, oid: int) -> None:
+    """Hand anything the role created to the engine, then drop its privileges.
+
+    PostgreSQL 15: ``REASSIGN OWNED`` and ``DROP OWNED`` need the privileges of
+    the role, which ``CREATEROLE`` alone does not give; the engine grants itself
+    membership first (allowed to ``CREATEROLE`` in 15). Ephemeral roles hold only
+    group membership, so this path runs only when one created something (a large
+    object, say): worth a warning.
+    """
+    row = conn.execute(_OWNS_ANYTHING, [oid]).fetchone()
+    if row is None or not row[0]:
+        return
+    log.warning("ephemeral_role_owned_objects", role=role_name)
+    role = sql.Identifier(role_name)
+    conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(role))
+    conn.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(role))
+    conn.execute(sql.SQL("DROP OWNED BY {}").format(role))
