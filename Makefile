@@ -1,0 +1,34 @@
+# `make demo` and `make test` install what is missing, then run. Safe to run twice.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+
+.PHONY: setup system-deps demo up test lint clean
+
+setup: system-deps $(STAMP)
+
+system-deps:
+	@scripts/install-system-deps.sh
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+demo: setup
+	$(BIN)/trustloop demo
+
+up: setup
+	$(BIN)/trustloop up
+
+test: setup lint
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
+clean:
+	rm -rf .trustloop

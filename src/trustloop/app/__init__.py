@@ -1,0 +1,1 @@
+"""The calling application: holds the clinician's session and invokes the runtime."""

@@ -1,0 +1,65 @@
+"""Invoke the agent runtime over AgentCore's HTTP contract and read its SSE stream.
+
+``POST /invocations`` with the prompt in the body, the clinician's token on
+``Authorization`` (``jwt`` mode) or on the allowlisted custom header (``sigv4``
+mode), and the conversation id on the session header. The runtime answers
+server-sent events ``data: <json>``; an error mid-stream arrives as a final
+``{"error": ...}`` frame on an HTTP 200, which this client raises.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import httpx
+
+SESSION_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
+USER_TOKEN_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Custom-User-Token"  # noqa: S105
+InvokeMode = Literal["jwt", "sigv4"]
+
+
+class InvocationError(Exception):
+    """The runtime refused the invocation or reported an error frame."""
+
+
+def invoke(
+    runtime_url: str,
+    prompt: str,
+    *,
+    access_token: str,
+    session_id: str,
+    mode: InvokeMode = "jwt",
+    timeout: float = 120.0,
+) -> Iterator[dict[str, Any]]:
+    """Yield the runtime's frames (``text``, ``tool``, ``done``) as they arrive."""
+    headers = {SESSION_HEADER: session_id, "Accept": "text/event-stream"}
+    if mode == "jwt":
+        headers["Authorization"] = f"Bearer {access_token}"
+    else:
+        # Locally nothing signs; on AgentCore, SigV4 would fill Authorization.
+        headers[USER_TOKEN_HEADER] = access_token
+    url = f"{runtime_url.rstrip('/')}/invocations"
+    with (
+        httpx.Client(timeout=timeout) as http,
+        http.stream("POST", url, json={"prompt": prompt}, headers=headers) as response,
+    ):
+        if response.status_code != 200:
+            response.read()
+            raise InvocationError(f"runtime answered HTTP {response.status_code}")
+        yield from _frames(response)
+
+
+def _frames(response: httpx.Response) -> Iterator[dict[str, Any]]:
+    for line in response.iter_lines():
+        if not line.startswith("data:"):
+            continue
+        frame = json.loads(line[5:].strip())
+        if isinstance(frame, str):  # a plain JSON string frame is text
+            frame = {"type": "text", "text": frame}
+        if not isinstance(frame, dict):
+            continue
+        if "error" in frame:
+            raise InvocationError(str(frame["error"]))
+        yield frame

@@ -1,0 +1,3 @@
+from trustloop.cli import main
+
+main()

@@ -1,0 +1,49 @@
+"""``trustloop audit trace <jti>`` and ``trustloop audit verify``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from trustloop.audit.chain import verify_chain
+from trustloop.audit.trace import trace as trace_jti
+from trustloop.cli.output import console, fail
+from trustloop.settings import Settings
+
+app = typer.Typer(help="Read the audit trail.", no_args_is_help=True)
+
+
+@app.command()
+def trace(jti: Annotated[str, typer.Argument(help="The OBO token's jti.")]) -> None:
+    """One timeline of every system's records for one tool call."""
+    settings = Settings()
+    pg_logs = settings.state_dir / "postgres" / "data" / "log"
+    events = trace_jti(jti, settings.audit_dir, pg_logs if pg_logs.is_dir() else None)
+    if not events:
+        fail(f"no audit record mentions {jti}")
+    table = Table("time", "system", "event", "detail")
+    for event in events:
+        table.add_row(event.time, event.system, event.event, event.detail)
+    console.print(table)
+
+
+@app.command()
+def verify() -> None:
+    """Check the hash chain of every audit file."""
+    files = sorted(Settings().audit_dir.glob("*.jsonl"))
+    if not files:
+        fail("no audit files yet")
+    broken = False
+    for path in files:
+        result = verify_chain(path)
+        if result is None:
+            console.print(f"  ok      {path.name}")
+        else:
+            broken = True
+            console.print(
+                f"  BROKEN  {path.name} line {result.line_number}: {result.reason}"
+            )
+    if broken:
+        raise typer.Exit(code=1)

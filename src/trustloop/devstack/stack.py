@@ -1,0 +1,251 @@
+"""The process supervisor behind ``trustloop up``, ``trustloop demo`` and the e2e tests.
+
+Starts PostgreSQL, then the SPIFFE Workload API, the IdP, the Vault stand-in, the MCP
+server and the agent runtime, each as its own process, waiting until each answers
+before starting the next. The supervisor is also the SPIFFE attestor: it hands each
+workload its own Workload API socket. Stopping is the reverse order, SIGTERM first.
+
+Errors: :class:`StackError` (a part did not start; the message names it and quotes
+the tail of its log).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+
+from trustloop.devstack.postgres import ClusterInfo, start_cluster, stop_cluster
+from trustloop.settings import Settings, require_local
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+READY_TIMEOUT_S = 45.0
+STOP_TIMEOUT_S = 10.0
+# Workloads the SPIFFE stand-in attests by socket, and who runs as which.
+WORKLOAD_OF = {"mcp": "mcp-server", "runtime": "agent-runtime"}
+
+
+class StackError(RuntimeError):
+    """A part of the local stack failed to start or answer."""
+
+
+@dataclass
+class Part:
+    """One supervised process."""
+
+    name: str
+    module: str
+    listens: str
+    ready: Callable[[], bool]
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+
+@dataclass
+class Stack:
+    """The local stack for one state directory."""
+
+    settings: Settings
+    parts: list[Part] = field(default_factory=list)
+    cluster: ClusterInfo | None = None
+
+    # -- configuration -----------------------------------------------------------
+
+    @classmethod
+    def on_free_ports(cls, state_dir: Path, **overrides: object) -> Stack:
+        """A stack whose servers all listen on free loopback ports (tests, demos)."""
+        ports = [free_port() for _ in range(5)]
+        settings = Settings(
+            state_dir=state_dir.resolve(),
+            idp_url=f"http://127.0.0.1:{ports[0]}",
+            spire_bundle_url=f"http://127.0.0.1:{ports[1]}",
+            vault_addr=f"http://127.0.0.1:{ports[2]}",
+            mcp_url=f"http://127.0.0.1:{ports[3]}/mcp",
+            runtime_url=f"http://127.0.0.1:{ports[4]}",
+            **overrides,  # type: ignore[arg-type]
+        )
+        return cls(settings)
+
+    def child_env(self, part: str) -> dict[str, str]:
+        """The environment a part runs with: our settings, its SPIFFE socket."""
+        s = self.settings
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRUSTLOOP_")}
+        env.pop("SPIFFE_ENDPOINT_SOCKET", None)
+        env.update(
+            TRUSTLOOP_PROFILE=s.profile,
+            TRUSTLOOP_STATE_DIR=str(s.state_dir.resolve()),
+            TRUSTLOOP_TRUST_DOMAIN=s.trust_domain,
+            TRUSTLOOP_IDP_URL=s.idp_url,
+            TRUSTLOOP_SPIRE_BUNDLE_URL=s.spire_bundle_url,
+            TRUSTLOOP_VAULT_ADDR=s.vault_addr,
+            TRUSTLOOP_MCP_URL=s.mcp_url,
+            TRUSTLOOP_RUNTIME_URL=s.runtime_url,
+            TRUSTLOOP_PG_HOST=s.pg_host,
+            TRUSTLOOP_PG_PORT=str(self.cluster.port if self.cluster else s.pg_port),
+            TRUSTLOOP_PG_DBNAME=s.pg_dbname,
+            TRUSTLOOP_MODEL=s.model,
+            PYTHONUNBUFFERED="1",
+        )
+        if s.model_transcript is not None:
+            env["TRUSTLOOP_MODEL_TRANSCRIPT"] = str(s.model_transcript)
+        workload = WORKLOAD_OF.get(part)
+        if workload is not None:
+            sock = (s.spiffe_socket_dir / f"{workload}.sock").resolve()
+            env["SPIFFE_ENDPOINT_SOCKET"] = f"unix://{sock}"
+        return env
+
+    def _plan(self) -> list[Part]:
+        s = self.settings
+        sockets = [s.spiffe_socket_dir / f"{w}.sock" for w in WORKLOAD_OF.values()]
+        return [
+            Part(
+                "spire",
+                "trustloop.devstack.spire",
+                f"{s.spire_bundle_url}/keys and {s.spiffe_socket_dir}/",
+                lambda: (
+                    all(p.exists() for p in sockets)
+                    and http_ok(f"{s.spire_bundle_url}/keys")
+                ),
+            ),
+            Part(
+                "idp",
+                "trustloop.devstack.idp",
+                s.idp_url,
+                lambda: http_ok(f"{s.idp_url}/.well-known/openid-configuration"),
+            ),
+            Part(
+                "vault",
+                "trustloop.devstack.vault",
+                s.vault_addr,
+                lambda: http_ok(f"{s.vault_addr}/v1/sys/health"),
+            ),
+            Part(
+                "mcp",
+                "trustloop.tools",
+                s.mcp_url,
+                lambda: http_ok(_resource_metadata_url(s.mcp_url)),
+            ),
+            Part(
+                "runtime",
+                "trustloop.agent",
+                f"{s.runtime_url}/invocations",
+                lambda: http_ok(f"{s.runtime_url}/ping"),
+            ),
+        ]
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self, on_ready: Callable[[str, str], None] | None = None) -> None:
+        """Start every part in order; on any failure stop what started and raise.
+
+        ``on_ready(name, where)`` is called as each part starts answering.
+        """
+        report = on_ready or (lambda name, where: None)
+        require_local(self.settings, "the local stack")
+        for directory in (self.settings.log_dir, self.settings.audit_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        try:
+            cluster = self._start_postgres()
+            report("postgres", f"{cluster.host}:{cluster.port}/{cluster.dbname}")
+            self.parts = self._plan()
+            for part in self.parts:
+                self._start_part(part)
+                report(part.name, part.listens)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_postgres(self) -> ClusterInfo:
+        from trustloop.records.schema import apply_schema
+
+        self.cluster = start_cluster(self.settings.state_dir)
+        apply_schema(self.cluster.admin_conninfo())
+        return self.cluster
+
+    def _start_part(self, part: Part) -> None:
+        part.log_path = self.settings.log_dir / f"{part.name}.log"
+        log = part.log_path.open("ab")
+        try:
+            part.process = subprocess.Popen(  # noqa: S603 - our own interpreter
+                [sys.executable, "-m", part.module],
+                env=self.child_env(part.name),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        self._wait_ready(part)
+
+    def _wait_ready(self, part: Part) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if part.process is not None and part.process.poll() is not None:
+                raise StackError(f"{part.name} exited early\n{self.log_tail(part)}")
+            if part.ready():
+                return
+            time.sleep(0.1)
+        raise StackError(
+            f"{part.name} not ready in {READY_TIMEOUT_S:.0f} s\n{self.log_tail(part)}"
+        )
+
+    def stop(self) -> None:
+        """Stop every part, newest first; PostgreSQL last. Safe to call twice."""
+        for part in reversed(self.parts):
+            _terminate(part.process)
+            part.process = None
+        if self.cluster is not None:
+            stop_cluster(self.settings.state_dir)
+            self.cluster = None
+
+    def log_tail(self, part: Part, lines: int = 15) -> str:
+        if part.log_path is None or not part.log_path.exists():
+            return "(no log)"
+        text = part.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(f"  | {line}" for line in text[-lines:])
+
+
+def _terminate(process: subprocess.Popen[bytes] | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        pass
+
+
+def _resource_metadata_url(mcp_url: str) -> str:
+    """RFC 9728 §3.1: the well-known URI is inserted before the resource's path."""
+    scheme, rest = mcp_url.split("://", 1)
+    host, _, path = rest.partition("/")
+    return f"{scheme}://{host}/.well-known/oauth-protected-resource/{path}"
+
+
+def http_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
