@@ -256,3 +256,18 @@ def test_every_audit_chain_verifies(stack: Stack, chart: dict[str, Any]) -> None
     result = _cli(stack, "audit", "verify")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "BROKEN" not in result.stdout
+
+
+def test_audit_trace_joins_every_system_on_the_jti(
+    stack: Stack, chart: dict[str, Any]
+) -> None:
+    result = _cli(stack, "audit", "trace", _chart_jti(chart))
+    assert result.returncode == 0, result.stderr
+    for system in ("idp", "vault", "mcp", "runtime", "postgres"):
+        assert system in result.stdout, f"{system} missing from the trace"
+
+
+def test_audit_trace_of_an_unknown_jti_says_so(stack: Stack) -> None:
+    result = _cli(stack, "audit", "trace", "00000000-0000-4000-8000-000000000000")
+    assert result.returncode == 1
+    assert "no audit record" in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,6 +11,7 @@ from rich.table import Table
 from trustloop.audit.chain import verify_chain
 from trustloop.audit.trace import trace as trace_jti
 from trustloop.cli.output import console, fail
+from trustloop.devstack.postgres import ClusterError, load_info
 from trustloop.settings import Settings
 
 app = typer.Typer(help="Read the audit trail.", no_args_is_help=True)
@@ -19,14 +21,21 @@ app = typer.Typer(help="Read the audit trail.", no_args_is_help=True)
 def trace(jti: Annotated[str, typer.Argument(help="The OBO token's jti.")]) -> None:
     """One timeline of every system's records for one tool call."""
     settings = Settings()
-    pg_logs = settings.state_dir / "postgres" / "data" / "log"
-    events = trace_jti(jti, settings.audit_dir, pg_logs if pg_logs.is_dir() else None)
+    events = trace_jti(jti, settings.audit_dir, _postgres_log_dir(settings))
     if not events:
         fail(f"no audit record mentions {jti}")
     table = Table("time", "system", "event", "detail")
     for event in events:
         table.add_row(event.time, event.system, event.event, event.detail)
     console.print(table)
+
+
+def _postgres_log_dir(settings: Settings) -> Path | None:
+    try:
+        log_dir = load_info(settings.state_dir).log_dir()
+    except ClusterError:
+        return None
+    return log_dir if log_dir.is_dir() else None
 
 
 @app.command()
