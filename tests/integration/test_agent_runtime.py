@@ -12,20 +12,18 @@ import hashlib
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
+from loopback import serve_in_thread
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult, TextContent
 
@@ -36,6 +34,7 @@ from trustloop.agent.runtime import (
     create_app,
 )
 from trustloop.audit.chain import verify_chain
+from trustloop.devstack.net import free_port
 from trustloop.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -133,31 +132,6 @@ class Runtime:
         return [json.loads(line) for line in text.splitlines()]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def serve(app: Any, port: int) -> Iterator[str]:
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("server did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 def records_server(recorder: McpRecorder) -> MCPServer:
     server = MCPServer("test-records", log_level="WARNING")
 
@@ -225,7 +199,7 @@ def recording(app: ASGIApp, recorder: McpRecorder) -> ASGIApp:
 def mcp_url() -> Iterator[tuple[str, McpRecorder]]:
     recorder = McpRecorder()
     app = records_server(recorder).streamable_http_app(stateless_http=True)
-    with serve(recording(app, recorder), free_port()) as url:
+    with serve_in_thread(recording(app, recorder), free_port()) as url:
         yield f"{url}/mcp", recorder
 
 
@@ -244,7 +218,7 @@ def runtime(mcp_url: tuple[str, McpRecorder], tmp_path: Path) -> Iterator[Runtim
         model="offline",
         model_transcript=tmp_path / "model-transcript.jsonl",
     )
-    with serve(create_app(settings), port) as runtime_url:
+    with serve_in_thread(create_app(settings), port) as runtime_url:
         yield Runtime(runtime_url, settings, recorder)
 
 
@@ -471,7 +445,7 @@ def test_unreachable_mcp_server_is_a_clear_error(tmp_path: Path, token: str) -> 
         mcp_url=f"http://127.0.0.1:{free_port()}/mcp",
         runtime_url=f"http://127.0.0.1:{port}",
     )
-    with serve(create_app(settings), port) as url:
+    with serve_in_thread(create_app(settings), port) as url:
         runtime = Runtime(url, settings, McpRecorder())
         _, frames = invoke(runtime, {"prompt": "list my patients"}, bearer(token))
 

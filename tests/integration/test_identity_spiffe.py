@@ -14,7 +14,6 @@ from trustloop.identity.spiffe import JwtSvidToken, WorkloadApiError, WorkloadId
 from trustloop.settings import Settings
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
 pytestmark = pytest.mark.integration
@@ -29,16 +28,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(scope="module")
-def spire(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpireServer]:
-    settings = Settings(
-        state_dir=tmp_path_factory.mktemp("spire"),
-        spire_bundle_url="http://127.0.0.1:0",
-    )
-    with serve_in_background(settings) as server:
-        yield server
 
 
 @pytest.fixture

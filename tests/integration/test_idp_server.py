@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,8 @@ import pytest
 from joserfc import jws
 
 from trustloop.devstack.idp.users import demo_password
-from trustloop.devstack.spire import SpireServer, serve_in_background
+from trustloop.devstack.net import free_port
+from trustloop.devstack.spire import SpireServer
 from trustloop.identity.oauth import IdpClient, IssuedToken, OAuthError
 from trustloop.identity.rar import AuthorizationDetail, patient_read, roster_read
 from trustloop.settings import Settings
@@ -54,23 +54,6 @@ class RunningIdp:
         return self.settings.audit_dir / "idp.jsonl"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@pytest.fixture(scope="module")
-def spire(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpireServer]:
-    settings = Settings(
-        state_dir=tmp_path_factory.mktemp("spire"),
-        spire_bundle_url="http://127.0.0.1:0",
-    )
-    with serve_in_background(settings) as server:
-        yield server
-
-
 @pytest.fixture(scope="module")
 def idp(
     cluster: ClusterInfo, spire: SpireServer, tmp_path_factory: pytest.TempPathFactory
@@ -81,7 +64,7 @@ def idp(
     shutil.copy(cluster.data_dir.parent / "cluster.json", state / "postgres")
     settings = Settings(
         state_dir=state,
-        idp_url=f"http://127.0.0.1:{_free_port()}",
+        idp_url=f"http://127.0.0.1:{free_port()}",
         spire_bundle_url=spire.bundle_url,
     )
     env = {

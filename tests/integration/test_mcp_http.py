@@ -7,8 +7,6 @@ stand-ins.
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,7 +15,7 @@ from pathlib import Path
 import httpx
 import httpx2
 import pytest
-import uvicorn
+from loopback import serve_in_thread
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import TextContent
@@ -26,14 +24,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from trustloop.audit.chain import AuditLog
+from trustloop.devstack.net import free_port
 from trustloop.identity.oauth import IdpClient
-from trustloop.identity.rhythm import PgConnector, Rhythm
+from trustloop.identity.rhythm import PgConnector
 from trustloop.identity.spiffe import JwtSvidToken
 from trustloop.identity.vault import VaultLeaseClient
 from trustloop.settings import Settings
-from trustloop.tools.auth import IntrospectionVerifier
-from trustloop.tools.server import build_app
+from trustloop.tools.server import wire_app
 
 pytestmark = pytest.mark.integration
 
@@ -41,13 +38,6 @@ GOOD = "good-token-SECRET"
 OTHER_AUDIENCE = "token-for-another-resource"
 OUTAGE = "token-during-outage"
 DENIAL = "Patient/p-1 is not on your care team"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @dataclass
@@ -112,21 +102,6 @@ class Running:
     audit_path: Path
 
 
-def serve_in_thread(
-    app: Starlette, port: int
-) -> tuple[uvicorn.Server, threading.Thread]:
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise TimeoutError("server did not start")
-        time.sleep(0.02)
-    return server, thread
-
-
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[Running]:
     idp_port, mcp_port = free_port(), free_port()
@@ -136,34 +111,24 @@ def running(tmp_path: Path) -> Iterator[Running]:
         state_dir=tmp_path,
     )
     stub = StubIdp(settings.idp_issuer, settings.mcp_resource)
-    servers = [serve_in_thread(stub.app(), idp_port)]
+    audit_path = settings.audit_dir / "mcp.jsonl"
 
-    http = httpx.AsyncClient(trust_env=False)
-    idp = IdpClient(settings.idp_issuer, http)
-    svids = StaticSvids()
-    rhythm = Rhythm(
-        idp=idp,
-        svids=svids,
+    with (
+        serve_in_thread(stub.app(), idp_port),
+        serve_in_thread(mcp_app(settings), mcp_port),
+    ):
+        yield Running(settings.mcp_url, mcp_port, stub, audit_path)
+
+
+def mcp_app(settings: Settings) -> Starlette:
+    """The MCP server as built, with a stub IdP behind it and no Vault or database."""
+    return wire_app(
+        settings,
+        idp=IdpClient(settings.idp_issuer, httpx.AsyncClient(trust_env=False)),
+        svids=StaticSvids(),
         vault=VaultLeaseClient("http://127.0.0.1:1", auth_role="x", creds_role="y"),
         connect=PgConnector("127.0.0.1", 1, "none"),
-        audit=AuditLog(settings.audit_dir / "mcp.jsonl", "mcp"),
-        issuer=settings.idp_issuer,
-        vault_audience=settings.vault_audience,
-        resource=settings.mcp_resource,
     )
-    verifier = IntrospectionVerifier(
-        idp, svids, issuer=settings.idp_issuer, resource=settings.mcp_resource
-    )
-    app = build_app(settings, rhythm=rhythm, verifier=verifier)
-    servers.append(serve_in_thread(app, mcp_port))
-    try:
-        yield Running(
-            settings.mcp_url, mcp_port, stub, settings.audit_dir / "mcp.jsonl"
-        )
-    finally:
-        for server, thread in reversed(servers):
-            server.should_exit = True
-            thread.join(timeout=10)
 
 
 def expected_challenge(port: int) -> str:

@@ -15,8 +15,7 @@ from spiffe._proto import workload_pb2, workload_pb2_grpc
 from spiffe.workloadapi.errors import FetchJwtSvidError, ValidateJwtSvidError
 
 from trustloop.devstack.jwtcheck import JwksCache, verify_jwt_svid
-from trustloop.devstack.spire import SpireServer, serve_in_background
-from trustloop.settings import Settings
+from trustloop.devstack.spire import SpireServer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -27,16 +26,6 @@ TRUST_DOMAIN = TrustDomain("trustloop.local")
 MCP_ID = "spiffe://trustloop.local/mcp-server"
 RUNTIME_ID = "spiffe://trustloop.local/agent-runtime"
 HEADER = (("workload.spiffe.io", "true"),)
-
-
-@pytest.fixture(scope="module")
-def spire(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpireServer]:
-    settings = Settings(
-        state_dir=tmp_path_factory.mktemp("spire"),
-        spire_bundle_url="http://127.0.0.1:0",
-    )
-    with serve_in_background(settings) as server:
-        yield server
 
 
 def _client(spire: SpireServer, workload: str) -> WorkloadApiClient:

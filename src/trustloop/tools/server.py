@@ -5,8 +5,9 @@ checks it (active, ``aud`` = this server) before mcp routes the request, and eac
 tool call then runs the four-step rhythm with that request's own token. Stateless
 so that no token outlives its request and any replica can answer any call.
 
-:func:`build_app` takes its collaborators (tests inject them);
-:func:`serving_app` wires the production ones from :class:`Settings`.
+:func:`build_app` takes its collaborators; :func:`wire_app` makes the rhythm and the
+verifier from :class:`Settings` around the outside clients it is given (tests pass
+stand-ins); :func:`serving_app` opens the production clients.
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ if TYPE_CHECKING:
     from mcp.server.auth.provider import TokenVerifier
     from starlette.applications import Starlette
 
+    from trustloop.identity.rhythm import (
+        Connector,
+        IdentityProvider,
+        LeaseClient,
+        SvidSource,
+    )
     from trustloop.settings import Settings
 
 INSTRUCTIONS = (
@@ -79,6 +86,34 @@ def build_app(
     return app
 
 
+def wire_app(
+    settings: Settings,
+    *,
+    idp: IdentityProvider,
+    svids: SvidSource,
+    vault: LeaseClient,
+    connect: Connector,
+) -> Starlette:
+    """:func:`build_app` with the rhythm and the verifier made from ``settings``.
+
+    Audit events go to ``<audit_dir>/mcp.jsonl``.
+    """
+    rhythm = Rhythm(
+        idp=idp,
+        svids=svids,
+        vault=vault,
+        connect=connect,
+        audit=AuditLog(settings.audit_dir / "mcp.jsonl", "mcp"),
+        issuer=settings.idp_issuer,
+        vault_audience=settings.vault_audience,
+        resource=settings.mcp_resource,
+    )
+    verifier = IntrospectionVerifier(
+        idp, svids, issuer=settings.idp_issuer, resource=settings.mcp_resource
+    )
+    return build_app(settings, rhythm=rhythm, verifier=verifier)
+
+
 def transport_security(mcp_url: str) -> TransportSecuritySettings:
     """DNS-rebinding protection that admits this server's own names and loopback.
 
@@ -109,23 +144,15 @@ async def serving_app(settings: Settings) -> AsyncIterator[Starlette]:
     )
     try:
         async with httpx.AsyncClient(timeout=IDP_TIMEOUT_S, trust_env=False) as http:
-            idp = IdpClient(settings.idp_issuer, http)
-            rhythm = Rhythm(
-                idp=idp,
+            yield wire_app(
+                settings,
+                idp=IdpClient(settings.idp_issuer, http),
                 svids=svids,
                 vault=vault,
                 connect=PgConnector(
                     settings.pg_host, settings.pg_port, settings.pg_dbname
                 ),
-                audit=AuditLog(settings.audit_dir / "mcp.jsonl", "mcp"),
-                issuer=settings.idp_issuer,
-                vault_audience=settings.vault_audience,
-                resource=settings.mcp_resource,
             )
-            verifier = IntrospectionVerifier(
-                idp, svids, issuer=settings.idp_issuer, resource=settings.mcp_resource
-            )
-            yield build_app(settings, rhythm=rhythm, verifier=verifier)
     finally:
         vault.close()
         svids.close()

@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
+from loopback import ServerThread
 from vault_support import (
     AUDIENCE,
     LEASE_ENGINE,
     TRUST_DOMAIN,
-    ServerThread,
     Signers,
     Tokens,
     VaultUnderTest,

@@ -17,7 +17,6 @@ Every failure the developer must fix raises :class:`ClusterError`.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import structlog
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from trustloop.devstack.net import free_port, port_is_free
 from trustloop.devstack.postgres import config
 from trustloop.devstack.postgres.tooling import (
     ClusterError,
@@ -118,7 +118,7 @@ def ensure_cluster(state_dir: Path) -> ClusterInfo:
         _initdb(bindir, layout, user)
         log.info("postgres_initialised", data_dir=str(layout.data))
 
-    port = _stored_port(layout) or _free_port()
+    port = _stored_port(layout) or free_port()
     info = _info(layout, port)
     _write_config(layout, user, info)
     return info
@@ -262,22 +262,6 @@ def _stored_port(layout: _Layout) -> int | None:
     return load_info(layout.root.parent).port
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-        return True
-
-
 def _is_running(bindir: Path, layout: _Layout, user: ServerUser) -> bool:
     argv = [str(bindir / "pg_ctl"), "status", "-D", str(layout.data)]
     status = subprocess.run(  # noqa: S603 - fixed argv, no shell
@@ -289,9 +273,9 @@ def _is_running(bindir: Path, layout: _Layout, user: ServerUser) -> bool:
 def _start(
     bindir: Path, layout: _Layout, user: ServerUser, info: ClusterInfo
 ) -> ClusterInfo:
-    if not _port_is_free(info.port):
+    if not port_is_free(info.port):
         log.info("postgres_port_taken", port=info.port)
-        info = _info(layout, _free_port())
+        info = _info(layout, free_port())
         _write_config(layout, user, info)
 
     check_reachable(user, layout.data)

@@ -1,5 +1,5 @@
-"""Helpers for the Vault stand-in tests: test signing keys served as JWKS, servers
-on free loopback ports (uvicorn in a thread), token factories, database checks.
+"""Helpers for the Vault stand-in tests: test signing keys served as JWKS, token
+factories, database checks. The servers run on loopback via ``loopback.ServerThread``.
 
 The SPIFFE bundle and the IdP's JWKS are served by one small Starlette app at
 ``/keys`` and ``/oauth2/jwks``, with keys generated here: these tests depend on
@@ -8,15 +8,12 @@ no other stand-in.
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-import uvicorn
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet
 from starlette.applications import Starlette
@@ -34,48 +31,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from starlette.types import ASGIApp
 
 TRUST_DOMAIN = "trustloop.local"
 MCP_ID = f"spiffe://{TRUST_DOMAIN}/mcp-server"
 AUDIENCE = "trustloop-vault"
 LEASE_ENGINE = "trustloop_lease_engine"
-
-
-class ServerThread:
-    """A uvicorn server on a pre-bound loopback socket, run in a daemon thread."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted sockets
-        # only then; without it every JSON answer waits ~40 ms for a delayed ACK.
-        self._sock = socket.socket(
-            socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP
-        )
-        self._sock.bind(("127.0.0.1", 0))
-        self.port = int(self._sock.getsockname()[1])
-        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
-        self.server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self._sock]}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> ServerThread:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("server did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self._thread.join(timeout=10)
-        self._sock.close()
 
 
 @dataclass
