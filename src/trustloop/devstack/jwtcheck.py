@@ -34,7 +34,10 @@ class JwtInvalidError(Exception):
 class JwksCache:
     """Verification keys by ``kid``: refetched once on an unknown ``kid``, rate-limited.
 
-    Keeps the last good key set when the JWKS endpoint is unreachable.
+    A fetched key set replaces the previous one, and is refetched once it is
+    ``max_age_s`` old, so a key the issuer withdraws (rotated out, compromised)
+    stops verifying within that time. Keeps the last good key set when the JWKS
+    endpoint is unreachable. Static ``keys`` are always kept.
     """
 
     def __init__(
@@ -43,37 +46,42 @@ class JwksCache:
         *,
         keys: Iterable[ECKey] = (),
         min_refresh_s: float = 5.0,
+        max_age_s: float = 300.0,
         clock: Clock = time.monotonic,
         http: httpx.Client | None = None,
     ) -> None:
         if jwks_url is None and not keys:
             raise ValueError("a JwksCache needs a JWKS URL or static keys")
         self._url = jwks_url
-        self._keys: dict[str, ECKey] = {}
+        self._static: dict[str, ECKey] = {}
         for key in keys:
-            self._add(key)
+            if not key.kid:
+                raise ValueError("every verification key needs a kid")
+            self._static[key.kid] = key
+        self._keys = dict(self._static)
         self._min_refresh_s = min_refresh_s
+        self._max_age_s = max_age_s
         self._clock = clock
         self._last_fetch = float("-inf")
+        self._last_good = float("-inf")
         self._http = http
         self._lock = threading.Lock()
 
-    def _add(self, key: ECKey) -> None:
-        kid = key.kid
-        if not kid:
-            raise ValueError("every verification key needs a kid")
-        self._keys[kid] = key
-
     def key_for(self, kid: str) -> ECKey:
-        """The ES256 public key for ``kid``; refetches once when unknown."""
+        """The ES256 public key for ``kid``; refetches when unknown or stale."""
         with self._lock:
             key = self._keys.get(kid)
-            if key is None and self._may_refresh():
+            if (key is None or self._stale()) and self._may_refresh():
                 self._refresh()
                 key = self._keys.get(kid)
         if key is None:
             raise JwtInvalidError("invalid token: unknown key")
         return key
+
+    def _stale(self) -> bool:
+        return self._url is not None and (
+            self._clock() - self._last_good >= self._max_age_s
+        )
 
     def _may_refresh(self) -> bool:
         return (
@@ -96,7 +104,9 @@ class JwksCache:
         for key in keyset.keys:
             if isinstance(key, ECKey) and key.kid and key.get("crv") == "P-256":
                 fresh[key.kid] = key
-        self._keys.update(fresh)
+        # Replace, never merge: a key the issuer no longer publishes is not trusted.
+        self._keys = {**fresh, **self._static}
+        self._last_good = self._last_fetch
 
 
 class JwtValidator:

@@ -10,6 +10,11 @@ No ambient credential is ever used. hvac reads ``VAULT_TOKEN``, ``~/.vault-token
 always passes the token, address and client certificate explicitly, and its HTTP
 session ignores the environment (no proxies, no ``.netrc``).
 
+The client token, SVIDs and OBO tokens go to the configured address and nowhere
+else: it must be HTTPS (plain HTTP only to loopback), and a redirect is refused
+rather than followed (requests would resend ``X-Vault-Token`` and, for 307/308,
+the body with the OBO token to whatever origin the ``Location`` names).
+
 Exceptions (every hvac or requests error is translated in one place)::
 
     VaultError(status, message)          Vault answered with an error
@@ -19,12 +24,14 @@ Exceptions (every hvac or requests error is translated in one place)::
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import hvac
 import hvac.exceptions
@@ -91,6 +98,7 @@ class VaultLeaseClient:
     ) -> None:
         if not addr or not auth_role or not creds_role:
             raise ValueError("a Vault address, auth role and creds role are required")
+        _require_secure(addr)
         self._auth_role = auth_role
         self._creds_path = f"/v1/{engine_mount}/creds/{creds_role}"
         self._auth_mount = auth_mount
@@ -169,6 +177,8 @@ def _explicit_client(addr: str, *, timeout: float, ca_cert: str | None) -> Any:
     session = requests.Session()
     session.trust_env = False
     session.verify = ca_cert if ca_cert is not None else True
+    session.max_redirects = 0
+    session.hooks["response"].append(_refuse_redirect)
     return hvac.Client(
         url=addr,
         token="",
@@ -176,7 +186,33 @@ def _explicit_client(addr: str, *, timeout: float, ca_cert: str | None) -> Any:
         verify=session.verify,
         timeout=timeout,
         session=session,
+        allow_redirects=False,
     )
+
+
+def _refuse_redirect(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    """A 3xx is no answer: hvac would take it for success (``revoke`` included)."""
+    if 300 <= response.status_code < 400:
+        raise VaultUnavailableError(response.status_code, "redirect refused")
+
+
+def _require_secure(addr: str) -> None:
+    """HTTPS, or plain HTTP to a loopback address (the local stack)."""
+    parts = urlsplit(addr)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and _is_loopback(parts.hostname):
+        return
+    raise ValueError(f"Vault must be reached over HTTPS: {addr!r}")
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @contextmanager

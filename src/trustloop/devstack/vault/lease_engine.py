@@ -12,10 +12,12 @@ pgaudit's ``role`` class, an error's statement) can ever contain it.
 
 Revoke, idempotent: ``ALTER ROLE ... NOLOGIN`` (no new sessions), terminate every
 session of the role and wait for it (``DROP ROLE`` alone leaves a live session
-working), ``REASSIGN OWNED`` / ``DROP OWNED`` only when the role owns something
-(PostgreSQL 15 requires the engine to hold the role's privileges for those, so it
-grants itself membership first), ``DROP ROLE``, delete the grant row, and a
-final sweep for a session that raced the ``NOLOGIN``.
+working), ``DROP OWNED`` only when the role owns something (PostgreSQL 15
+requires the engine to hold the role's privileges for it, so it grants itself
+membership first), ``DROP ROLE``, delete the grant row, and a final sweep for a
+session that raced the ``NOLOGIN``. Nothing a role made outlives its lease: its
+objects are dropped, never reassigned (a large object granted to PUBLIC would
+otherwise stay readable by every later lease, outside row-level security).
 
 Identifiers and literals go through :mod:`psycopg.sql`, never string formatting;
 only names matching :data:`ROLE_NAME` are ever dropped.
@@ -248,13 +250,15 @@ def _terminate_sessions(conn: Connection, oid: int) -> None:
 
 
 def _drop_owned(conn: Connection, role_name: str, oid: int) -> None:
-    """Hand anything the role created to the engine, then drop its privileges.
+    """Drop anything the role created, and its privileges.
 
-    PostgreSQL 15: ``REASSIGN OWNED`` and ``DROP OWNED`` need the privileges of
-    the role, which ``CREATEROLE`` alone does not give; the engine grants itself
-    membership first (allowed to ``CREATEROLE`` in 15). Ephemeral roles hold only
-    group membership, so this path runs only when one created something (a large
-    object, say): worth a warning.
+    Dropped, not reassigned: whatever an ephemeral role made (a large object
+    holding a chart, granted to PUBLIC, say) must not outlive the lease that
+    row-level security scoped it to. PostgreSQL 15: ``DROP OWNED`` needs the
+    privileges of the role, which ``CREATEROLE`` alone does not give; the engine
+    grants itself membership first (allowed to ``CREATEROLE`` in 15). Ephemeral
+    roles hold only group membership, so this path runs only when one created
+    something: worth a warning.
     """
     row = conn.execute(_OWNS_ANYTHING, [oid]).fetchone()
     if row is None or not row[0]:
@@ -262,5 +266,4 @@ def _drop_owned(conn: Connection, role_name: str, oid: int) -> None:
     log.warning("ephemeral_role_owned_objects", role=role_name)
     role = sql.Identifier(role_name)
     conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(role))
-    conn.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(role))
     conn.execute(sql.SQL("DROP OWNED BY {}").format(role))
