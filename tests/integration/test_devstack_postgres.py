@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 from typing import TYPE_CHECKING
 
@@ -105,3 +107,25 @@ def test_restart_moves_to_a_free_port_when_its_own_is_taken(
 
     assert second.port != first.port
     assert again == second == load_info(state_dir)
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="only root hands the server to 'postgres'"
+)
+def test_a_state_dir_postgres_cannot_reach_gets_its_server_files_elsewhere(
+    pg_state_dir_factory: Callable[[str], Path],
+) -> None:
+    """A clone under /root (0700) still runs: PGDATA moves where postgres can go."""
+    private = pg_state_dir_factory("private")
+    private.chmod(0o700)
+    state_dir = private / "state"
+    info = start_cluster(state_dir)
+    try:
+        assert info.data_dir.is_relative_to("/var/lib/trustloop")
+        assert load_info(state_dir).data_dir == info.data_dir
+        with psycopg.connect(info.admin_conninfo()) as conn:
+            assert conn.execute("select 1").fetchone() == (1,)
+    finally:
+        stop_cluster(state_dir)
+        shutil.rmtree(info.data_dir.parent, ignore_errors=True)

@@ -16,6 +16,8 @@ Every failure the developer must fix raises :class:`ClusterError`.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import subprocess
 import time
@@ -32,6 +34,7 @@ from trustloop.devstack.postgres import config
 from trustloop.devstack.postgres.tooling import (
     ClusterError,
     ServerUser,
+    can_reach,
     check_reachable,
     chown_to,
     current_os_user,
@@ -84,19 +87,21 @@ class ClusterInfo:
 
 @dataclass(frozen=True)
 class _Layout:
-    root: Path
+    root: Path  # <state>/postgres: cluster.json, and usually the server's files too
+    server_root: Path  # where PGDATA and the socket live
 
     @classmethod
     def of(cls, state_dir: Path) -> _Layout:
-        return cls(state_dir.resolve() / "postgres")
+        root = state_dir.resolve() / "postgres"
+        return cls(root, _server_root(root))
 
     @property
     def data(self) -> Path:
-        return self.root / "data"
+        return self.server_root / "data"
 
     @property
     def socket(self) -> Path:
-        return self.root / "socket"
+        return self.server_root / "socket"
 
     @property
     def info_file(self) -> Path:
@@ -160,7 +165,7 @@ def stop_cluster(state_dir: Path) -> None:
     run(
         user,
         [pg_ctl, "stop", "-D", str(layout.data), "-m", "fast", "-w", "-s"],
-        cwd=layout.root,
+        cwd=layout.server_root,
     )
     log.info("postgres_stopped")
 
@@ -193,10 +198,36 @@ def _prepare_dirs(layout: _Layout, user: ServerUser) -> None:
             f"state directory path too long for a unix socket: {layout.socket}"
         )
     layout.root.mkdir(parents=True, exist_ok=True)
+    layout.server_root.mkdir(mode=0o755, parents=True, exist_ok=True)
     layout.socket.mkdir(mode=0o700, exist_ok=True)
-    layout.root.chmod(0o755)
+    layout.server_root.chmod(0o755)
     layout.socket.chmod(0o700)
-    give_to(user, layout.root, layout.socket)
+    give_to(user, layout.server_root, layout.socket)
+
+
+@functools.lru_cache(maxsize=16)
+def _server_root(root: Path) -> Path:
+    """``root``, unless the server user (``postgres``, as root) cannot reach it.
+
+    A clone under ``/root`` (mode 0700) is the usual case: there the server's
+    files go to ``/var/lib/trustloop/<hash of root>/`` instead, and ``cluster.json``
+    (which stays under ``root``) says where.
+    """
+    user = server_user()
+    if not user.via_runuser or can_reach(user, _nearest_existing(root)):
+        return root
+    digest = hashlib.sha256(str(root).encode()).hexdigest()[:16]
+    fallback_parent = Path("/var/lib/trustloop")
+    fallback_parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    fallback_parent.chmod(0o755)
+    log.info("postgres_dir_relocated", state=str(root), server_root=digest)
+    return fallback_parent / digest
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 def _initdb(bindir: Path, layout: _Layout, user: ServerUser) -> None:
@@ -216,7 +247,7 @@ def _initdb(bindir: Path, layout: _Layout, user: ServerUser) -> None:
         "scram-sha-256",
         "--no-instructions",
     ]
-    run(user, argv, cwd=layout.root)
+    run(user, argv, cwd=layout.server_root)
     with (layout.data / "postgresql.conf").open("a", encoding="utf-8") as conf:
         conf.write(config.include_line())
 
@@ -265,7 +296,7 @@ def _stored_port(layout: _Layout) -> int | None:
 def _is_running(bindir: Path, layout: _Layout, user: ServerUser) -> bool:
     argv = [str(bindir / "pg_ctl"), "status", "-D", str(layout.data)]
     status = subprocess.run(  # noqa: S603 - fixed argv, no shell
-        user.command(argv), cwd=layout.root, capture_output=True, check=False
+        user.command(argv), cwd=layout.server_root, capture_output=True, check=False
     )
     return status.returncode == 0
 
@@ -285,13 +316,13 @@ def _start(
         "-D",
         str(layout.data),
         "-l",
-        str(layout.root / "pg_ctl.log"),
+        str(layout.server_root / "pg_ctl.log"),
         "-w",
         "-t",
         str(int(_READY_TIMEOUT_S)),
         "-s",
     ]
-    run(user, argv, cwd=layout.root, timeout=_READY_TIMEOUT_S + 10)
+    run(user, argv, cwd=layout.server_root, timeout=_READY_TIMEOUT_S + 10)
     return info
 
 

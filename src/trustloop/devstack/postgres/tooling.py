@@ -143,16 +143,20 @@ def give_to(user: ServerUser, *dirs: Path) -> None:
         check_reachable(user, path)
 
 
+def can_reach(user: ServerUser, path: Path, *, write: bool = False) -> bool:
+    """Whether the server user can enter ``path`` (and write it, if asked)."""
+    if not user.via_runuser:
+        return True
+    test = ["test", "-x", str(path)] + (["-a", "-w", str(path)] if write else [])
+    probe = subprocess.run(  # noqa: S603 - fixed argv, no shell
+        user.command(test), capture_output=True, check=False
+    )
+    return probe.returncode == 0
+
+
 def check_reachable(user: ServerUser, path: Path) -> None:
     """Fail clearly when the server user cannot enter and write ``path``."""
-    if not user.via_runuser:
-        return
-    probe = subprocess.run(  # noqa: S603 - fixed argv, no shell
-        user.command(["test", "-x", str(path), "-a", "-w", str(path)]),
-        capture_output=True,
-        check=False,
-    )
-    if probe.returncode != 0:
+    if not can_reach(user, path, write=True):
         raise ClusterError(
             f"the '{user.name}' OS user cannot reach {path}: give it search "
             "permission (x) on every parent directory, or choose a state directory "
