@@ -104,10 +104,14 @@ def bind_address(url: str) -> tuple[str, int]:
     return parts.hostname, parts.port
 
 
+class ProfileError(RuntimeError):
+    """A dev-only part was asked to run outside the ``local`` profile."""
+
+
 def require_local(settings: Settings, what: str) -> None:
     """Refuse a dev-only part outside the ``local`` profile (STYLE: name the danger)."""
     if settings.profile != "local":
-        raise RuntimeError(
+        raise ProfileError(
             f"{what} is a local development stand-in and refuses to run "
             f"with profile {settings.profile!r}"
         )

@@ -271,3 +271,21 @@ def test_audit_trace_of_an_unknown_jti_says_so(stack: Stack) -> None:
     result = _cli(stack, "audit", "trace", "00000000-0000-4000-8000-000000000000")
     assert result.returncode == 1
     assert "no audit record" in result.stderr
+
+
+@pytest.mark.parametrize("argument", ["-", "Patient", "garbage' or 1=1"])
+def test_audit_trace_refuses_what_cannot_be_a_jti(stack: Stack, argument: str) -> None:
+    result = _cli(stack, "audit", "trace", argument)
+    assert result.returncode == 1
+    assert "is not a jti" in result.stderr
+
+
+def test_cli_ask_exits_non_zero_when_a_tool_call_is_refused(
+    stack: Stack, cluster_of: ClusterInfo
+) -> None:
+    outside = _off_team_patient(cluster_of)
+    result = _cli(
+        stack, "ask", "--as", "achen", f"show me the chart of Patient/{outside}"
+    )
+    assert result.returncode == 1
+    assert "access_denied" in result.stdout

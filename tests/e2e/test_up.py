@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from trustloop.devstack.postgres import stop_cluster
 from trustloop.devstack.stack import Stack, http_ok
 
 if TYPE_CHECKING:
@@ -94,3 +95,102 @@ def test_up_serves_questions_and_ctrl_c_stops_every_part(
         assert not http_ok(url), f"{url} still answers after Ctrl-C"
     assert not _port_open(pg_port), "PostgreSQL still listens after Ctrl-C"
     assert not list(s.spiffe_socket_dir.glob("*.sock"))
+
+
+def _start_up(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    up = subprocess.Popen(
+        [sys.executable, "-m", "trustloop.cli", "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return up, _wait_for_line(up, "ready", timeout=90)
+
+
+def _http_parts_down(stack: Stack, timeout: float = 15.0) -> bool:
+    s = stack.settings
+    urls = (
+        f"{s.idp_url}/oauth2/jwks",
+        f"{s.vault_addr}/v1/sys/health",
+        f"{s.runtime_url}/ping",
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(http_ok(url) for url in urls):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_a_second_up_is_refused_and_the_first_keeps_serving(
+    pg_state_dir_factory: Callable[[str], Path],
+) -> None:
+    stack = Stack.on_free_ports(pg_state_dir_factory("up-twice"))
+    env = stack.child_env("cli")
+    first, _ = _start_up(env)
+    try:
+        same_state = subprocess.run(
+            [sys.executable, "-m", "trustloop.cli", "up"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert same_state.returncode == 1
+        assert "another trustloop stack is running" in same_state.stderr
+
+        other_state = dict(
+            env, TRUSTLOOP_STATE_DIR=str(pg_state_dir_factory("up-other"))
+        )
+        same_ports = subprocess.run(
+            [sys.executable, "-m", "trustloop.cli", "up"],
+            env=other_state,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert same_ports.returncode == 1
+        assert "already in use" in same_ports.stderr
+        assert "Traceback" not in same_ports.stderr + same_ports.stdout
+
+        asked = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "trustloop.cli",
+                "ask",
+                "--as",
+                "achen",
+                "list my patients",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert asked.returncode == 0, asked.stderr
+        assert "patients on your care team" in asked.stdout
+
+        first.send_signal(signal.SIGHUP)  # the terminal closed
+        assert first.wait(timeout=30) == 0
+        assert _http_parts_down(stack)
+    finally:
+        if first.poll() is None:
+            first.kill()
+
+
+def test_a_killed_supervisor_takes_its_parts_with_it(
+    pg_state_dir_factory: Callable[[str], Path],
+) -> None:
+    stack = Stack.on_free_ports(pg_state_dir_factory("up-killed"))
+    up, _ = _start_up(stack.child_env("cli"))
+    try:
+        up.kill()  # SIGKILL: no handler runs, no orderly stop
+        up.wait(timeout=10)
+        assert _http_parts_down(stack), "parts outlived their supervisor"
+    finally:
+        stop_cluster(stack.settings.state_dir)  # pg_ctl's server is a daemon of its own

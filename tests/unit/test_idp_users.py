@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 
 def test_passwords_are_generated_once_into_a_0600_file(tmp_path: Path) -> None:
+    DemoUsers.from_state_dir(tmp_path)  # the IdP's first start creates the file
     first = demo_password(tmp_path, "achen")
     again = demo_password(tmp_path, "achen")
 
@@ -30,6 +31,7 @@ def test_passwords_are_generated_once_into_a_0600_file(tmp_path: Path) -> None:
 
 
 def test_every_demo_clinician_gets_a_distinct_password(tmp_path: Path) -> None:
+    DemoUsers.from_state_dir(tmp_path)
     passwords = {demo_password(tmp_path, c.username) for c in CLINICIANS}
     assert len(passwords) == len(CLINICIANS)
 
@@ -49,7 +51,7 @@ def test_a_wrong_password_or_unknown_user_is_refused() -> None:
 
 
 def test_a_file_readable_by_others_is_refused(tmp_path: Path) -> None:
-    demo_password(tmp_path, "achen")
+    DemoUsers.from_state_dir(tmp_path)
     users_file(tmp_path).chmod(0o644)
 
     with pytest.raises(DemoUsersFileError):
@@ -57,6 +59,7 @@ def test_a_file_readable_by_others_is_refused(tmp_path: Path) -> None:
 
 
 def test_an_unknown_username_has_no_demo_password(tmp_path: Path) -> None:
+    DemoUsers.from_state_dir(tmp_path)
     with pytest.raises(KeyError):
         demo_password(tmp_path, "mallory")
 
@@ -64,3 +67,10 @@ def test_an_unknown_username_has_no_demo_password(tmp_path: Path) -> None:
 def test_the_password_hash_never_shows_in_a_repr() -> None:
     users = DemoUsers({"achen": "right"})
     assert "right" not in repr(vars(users))
+
+
+def test_the_cli_never_creates_a_passwords_file(tmp_path: Path) -> None:
+    """Reading from a folder no stack ran in fails clearly and writes nothing."""
+    with pytest.raises(DemoUsersFileError, match="no local stack state"):
+        demo_password(tmp_path, "achen")
+    assert not users_file(tmp_path).exists()

@@ -9,6 +9,7 @@ call. The result is one timeline ordered by time.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +29,17 @@ def role_name_for(jti: str) -> str:
     return "obo_" + jti.replace("-", "").lower()
 
 
+class TraceError(ValueError):
+    """The argument cannot be a ``jti``."""
+
+
+_JTI = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{7,127}")
+
+
 def trace(jti: str, audit_dir: Path, pg_log_dir: Path | None) -> list[TraceEvent]:
-    """Every record naming ``jti``, oldest first."""
+    """Every record naming ``jti`` (a field equal to it), oldest first."""
+    if not _JTI.fullmatch(jti):
+        raise TraceError(f"{jti!r} is not a jti (8-128 letters, digits, . _ : -)")
     events = list(_audit_events(jti, audit_dir))
     if pg_log_dir is not None:
         events.extend(_postgres_events(jti, pg_log_dir))
@@ -37,8 +47,9 @@ def trace(jti: str, audit_dir: Path, pg_log_dir: Path | None) -> list[TraceEvent
 
 
 def _mentions(value: Any, needles: tuple[str, ...]) -> bool:
+    """Whether any field, at any depth, equals one of ``needles`` exactly."""
     if isinstance(value, str):
-        return any(n in value for n in needles)
+        return value in needles
     if isinstance(value, dict):
         return any(_mentions(v, needles) for v in value.values())
     if isinstance(value, list):

@@ -7,11 +7,18 @@ refusal) into one clear line on stderr and exit status 1, never a traceback.
 from __future__ import annotations
 
 import logging
+import sys
 
 import typer
+from pydantic import ValidationError
 
 from trustloop.cli import ask_cmd, audit_cmd, demo_cmd, load_cmd, stack_cmd
+from trustloop.cli.output import report_error
+from trustloop.devstack.idp.users import DemoUsersFileError
+from trustloop.devstack.postgres import ClusterError
+from trustloop.devstack.stack import StackError
 from trustloop.logging import configure
+from trustloop.settings import ProfileError
 
 app = typer.Typer(
     help="trustloop: zero-trust AI agents for healthcare (local stack).",
@@ -29,4 +36,19 @@ app.add_typer(audit_cmd.app, name="audit")
 def main() -> None:
     # The commands speak through rich; library events only when something is wrong.
     configure("cli", level=logging.WARNING)
-    app()
+    try:
+        app()
+    except ValidationError as exc:
+        report_error(f"invalid setting: {settings_problem(exc)}")
+    except (ProfileError, DemoUsersFileError, ClusterError, StackError) as exc:
+        report_error(str(exc))
+    except OSError as exc:
+        report_error(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+    sys.exit(1)
+
+
+def settings_problem(exc: ValidationError) -> str:
+    """The first invalid field, named as the environment variable that set it."""
+    error = exc.errors()[0]
+    field = ".".join(str(part) for part in error["loc"])
+    return f"TRUSTLOOP_{field.upper()}: {error['msg']}"

@@ -49,6 +49,8 @@ def ask(
         console.print(
             f"[dim]tool {tool.get('name')}: {tool.get('status')}, jti {jti}[/]"
         )
+    if any(tool.get("status") != "success" for tool in answer.tools):
+        raise typer.Exit(code=1)  # a refused or failed tool call: scripts can tell
 
 
 def _print_chunk(chunk: str) -> None:

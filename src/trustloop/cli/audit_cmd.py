@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from trustloop.audit.chain import verify_chain
+from trustloop.audit.trace import TraceError
 from trustloop.audit.trace import trace as trace_jti
 from trustloop.cli.output import console, fail
 from trustloop.devstack.postgres import ClusterError, load_info
@@ -21,7 +22,10 @@ app = typer.Typer(help="Read the audit trail.", no_args_is_help=True)
 def trace(jti: Annotated[str, typer.Argument(help="The OBO token's jti.")]) -> None:
     """One timeline of every system's records for one tool call."""
     settings = Settings()
-    events = trace_jti(jti, settings.audit_dir, _postgres_log_dir(settings))
+    try:
+        events = trace_jti(jti, settings.audit_dir, _postgres_log_dir(settings))
+    except TraceError as exc:
+        fail(str(exc))
     if not events:
         fail(f"no audit record mentions {jti}")
     table = Table("time", "system", "event", "detail")

@@ -8,9 +8,15 @@ import typer
 from rich.console import Console
 
 console = Console(highlight=False, soft_wrap=True)
-errors = Console(stderr=True, highlight=False)
+errors = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def report_error(message: str) -> None:
+    errors.print("[bold red]error:[/] ", end="", markup=True)
+    errors.print(message, markup=False)
 
 
 def fail(message: str) -> NoReturn:
-    errors.print(f"[bold red]error:[/] {message}", markup=True)
+    """Inside a command: one clear line on stderr, exit status 1."""
+    report_error(message)
     raise typer.Exit(code=1)

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 
 from trustloop.cli.load_cmd import load_samples_if_empty
 from trustloop.cli.output import console, fail
 from trustloop.devstack.stack import Stack, StackError
-from trustloop.settings import Settings
+from trustloop.settings import Settings, require_local
 
 
 def up() -> None:
     """Start PostgreSQL, SPIFFE, IdP, Vault, MCP server and runtime; Ctrl-C stops."""
-    stack = Stack(Settings())
+    settings = Settings()
+    require_local(settings, "the local stack")
+    stack = Stack(settings)
     stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    # A closed terminal (SIGHUP) or a service manager (SIGTERM) stops the stack too.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda *_: stopping.set())
     try:
         start_and_report(stack)
         load_samples_if_empty(stack)
@@ -26,8 +31,19 @@ def up() -> None:
     except StackError as exc:
         fail(str(exc))
     finally:
+        _stop(stack)
+
+
+def _stop(stack: Stack) -> None:
+    """Stop every part even when the terminal or the pipe we print to is gone."""
+    signal.signal(
+        signal.SIGINT, signal.SIG_IGN
+    )  # a second Ctrl-C must not cut it short
+    with contextlib.suppress(OSError):
         console.print("stopping...")
-        stack.stop()
+    stack.stop()
+    with contextlib.suppress(OSError):
+        console.print("stopped")
 
 
 def start_and_report(stack: Stack) -> None:

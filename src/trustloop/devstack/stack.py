@@ -11,8 +11,12 @@ the tail of its log).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import fcntl
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,7 +28,7 @@ import httpx
 
 from trustloop.devstack.net import free_port
 from trustloop.devstack.postgres import ClusterInfo, start_cluster, stop_cluster
-from trustloop.settings import Settings, require_local
+from trustloop.settings import Settings, bind_address, require_local
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -46,6 +50,7 @@ class Part:
     name: str
     module: str
     listens: str
+    port: int
     ready: Callable[[], bool]
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
@@ -58,6 +63,7 @@ class Stack:
     settings: Settings
     parts: list[Part] = field(default_factory=list)
     cluster: ClusterInfo | None = None
+    _lock: int | None = None
 
     # -- configuration -----------------------------------------------------------
 
@@ -112,6 +118,7 @@ class Stack:
                 "spire",
                 "trustloop.devstack.spire",
                 f"{s.spire_bundle_url}/keys and {s.spiffe_socket_dir}/",
+                bind_address(s.spire_bundle_url)[1],
                 lambda: (
                     all(p.exists() for p in sockets)
                     and http_ok(f"{s.spire_bundle_url}/keys")
@@ -121,24 +128,28 @@ class Stack:
                 "idp",
                 "trustloop.devstack.idp",
                 s.idp_url,
+                bind_address(s.idp_url)[1],
                 lambda: http_ok(f"{s.idp_url}/.well-known/openid-configuration"),
             ),
             Part(
                 "vault",
                 "trustloop.devstack.vault",
                 s.vault_addr,
+                bind_address(s.vault_addr)[1],
                 lambda: http_ok(f"{s.vault_addr}/v1/sys/health"),
             ),
             Part(
                 "mcp",
                 "trustloop.tools",
                 s.mcp_url,
+                bind_address(s.mcp_url)[1],
                 lambda: http_ok(_resource_metadata_url(s.mcp_url)),
             ),
             Part(
                 "runtime",
                 "trustloop.agent",
                 f"{s.runtime_url}/invocations",
+                bind_address(s.runtime_url)[1],
                 lambda: http_ok(f"{s.runtime_url}/ping"),
             ),
         ]
@@ -153,11 +164,13 @@ class Stack:
         report = on_ready or (lambda name, where: None)
         require_local(self.settings, "the local stack")
         for directory in (self.settings.log_dir, self.settings.audit_dir):
-            directory.mkdir(parents=True, exist_ok=True)
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._take_lock()
         try:
+            self.parts = self._plan()
+            self._check_ports_free()
             cluster = self._start_postgres()
             report("postgres", f"{cluster.host}:{cluster.port}/{cluster.dbname}")
-            self.parts = self._plan()
             for part in self.parts:
                 self._start_part(part)
                 report(part.name, part.listens)
@@ -172,9 +185,32 @@ class Stack:
         apply_schema(self.cluster.admin_conninfo())
         return self.cluster
 
+    def _take_lock(self) -> None:
+        """One supervisor per state directory: a second ``up`` is refused, not mixed in."""
+        path = self.settings.state_dir / "stack.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StackError(
+                f"another trustloop stack is running with {self.settings.state_dir}/"
+            ) from None
+        self._lock = fd
+
+    def _check_ports_free(self) -> None:
+        """Refuse to start when something already answers on a part's port."""
+        for part in self.parts:
+            if port_answers(part.port):
+                raise StackError(
+                    f"port {part.port} ({part.name}) is already in use: stop what "
+                    "listens there (another `trustloop up`?) or choose other ports "
+                    "with the TRUSTLOOP_*_URL settings (see README)"
+                )
+
     def _start_part(self, part: Part) -> None:
         part.log_path = self.settings.log_dir / f"{part.name}.log"
-        log = part.log_path.open("ab")
+        log = os.open(part.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             part.process = subprocess.Popen(  # noqa: S603 - our own interpreter
                 [sys.executable, "-m", part.module],
@@ -182,10 +218,14 @@ class Stack:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                # Own session: a terminal's Ctrl-C reaches only the supervisor,
+                # which stops the parts in order. If the supervisor dies anyway,
+                # the kernel sends each part SIGTERM (PR_SET_PDEATHSIG).
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         finally:
-            log.close()
+            os.close(log)
         self._wait_ready(part)
 
     def _wait_ready(self, part: Part) -> None:
@@ -194,6 +234,8 @@ class Stack:
             if part.process is not None and part.process.poll() is not None:
                 raise StackError(f"{part.name} exited early\n{self.log_tail(part)}")
             if part.ready():
+                if part.process is not None and part.process.poll() is not None:
+                    raise StackError(f"{part.name} exited\n{self.log_tail(part)}")
                 return
             time.sleep(0.1)
         raise StackError(
@@ -208,6 +250,9 @@ class Stack:
         if self.cluster is not None:
             stop_cluster(self.settings.state_dir)
             self.cluster = None
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     def log_tail(self, part: Part, lines: int = 15) -> str:
         if part.log_path is None or not part.log_path.exists():
@@ -227,6 +272,22 @@ def _terminate(process: subprocess.Popen[bytes] | None) -> None:
         process.wait()
     except ProcessLookupError:
         pass
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask for SIGTERM when the supervisor dies (Linux)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def port_answers(port: int) -> bool:
+    """Whether something accepts connections on loopback ``port`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _resource_metadata_url(mcp_url: str) -> str:

@@ -33,8 +33,18 @@ def users_file(state_dir: Path) -> Path:
 
 
 def demo_password(state_dir: Path, username: str) -> str:
-    """The generated password of a demo clinician (local profile only: the CLI)."""
-    passwords = _load_or_create(users_file(state_dir))
+    """The generated password of a demo clinician (local profile only: the CLI).
+
+    Only reads: the IdP creates the file at its first start, so a missing file
+    means no stack ever ran with this state directory.
+    """
+    path = users_file(state_dir)
+    if not path.exists():
+        raise DemoUsersFileError(
+            f"no local stack state in {state_dir.resolve()}: run this from the folder "
+            "where `trustloop up` runs, or set TRUSTLOOP_STATE_DIR"
+        )
+    passwords = _read(path)
     try:
         return passwords[username]
     except KeyError:
