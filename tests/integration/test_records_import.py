@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
@@ -149,7 +150,7 @@ def test_a_bad_file_writes_nothing(cluster: ClusterInfo, tmp_path: Path) -> None
     ("name", "content", "reason"),
     [
         ("garbage.json", b"\x00not json at all", "not JSON"),
-        ("garbage.json.gz", b"not gzip", "not JSON"),
+        ("garbage.json.gz", b"not gzip", "not gzip-compressed"),
         ("patient.json", b'{"resourceType": "Patient", "id": "x1"}', "not a FHIR"),
     ],
 )
@@ -166,3 +167,33 @@ def test_files_that_are_not_bundles_are_rejected_naming_the_file(
     assert caught.value.path == path
     assert str(path) in str(caught.value)
     assert _table_counts(cluster) == before
+
+
+@pytest.mark.integration
+def test_a_failed_directory_load_says_how_many_files_before_it_were_loaded(
+    cluster: ClusterInfo, tmp_path: Path
+) -> None:
+    """The files before the bad one are committed, and the error says so."""
+    for sample in bundle_files(samples_path())[:2]:
+        shutil.copy(sample, tmp_path / sample.name)
+    bad = tmp_path / "zz-broken.json"
+    bad.write_text("[]")
+    before = _table_counts(cluster)
+
+    with pytest.raises(BundleError) as caught:
+        load_bundles(cluster.admin_conninfo(), tmp_path)
+
+    assert caught.value.path == bad
+    assert caught.value.loaded_before == 2
+    assert str(caught.value) == (
+        f"{bad}: not a FHIR resource (a JSON array) (2 files before it were loaded)"
+    )
+    assert _table_counts(cluster) == before  # the samples were already there
+
+
+@pytest.mark.integration
+def test_loading_an_empty_directory_is_refused(
+    cluster: ClusterInfo, tmp_path: Path
+) -> None:
+    with pytest.raises(BundleError, match="no FHIR bundle files"):
+        load_bundles(cluster.admin_conninfo(), tmp_path)

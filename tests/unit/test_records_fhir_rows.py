@@ -131,7 +131,7 @@ def test_urn_uuid_references_resolve_through_full_url(tmp_path: Path) -> None:
     [
         (b"this is not json", "not JSON"),
         (b'{"resourceType": "Patient", "id": "p-1"}', "not a FHIR Bundle"),
-        (b"[1, 2]", "not a FHIR Bundle"),
+        (b"[1, 2]", "not a FHIR resource"),
         (b'{"resourceType": "Bundle", "type": "searchset"}', "invalid Bundle"),
     ],
 )
@@ -145,3 +145,79 @@ def test_unreadable_files_are_refused_naming_the_file(
         fhir_import._read_bundle(path)
 
     assert str(path) in str(caught.value)
+
+
+def test_an_empty_directory_is_refused_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("no bundles here")
+
+    with pytest.raises(BundleError) as caught:
+        bundle_files(tmp_path)
+
+    assert caught.value.path == tmp_path
+    assert str(caught.value) == (
+        f"no FHIR bundle files (*.json, *.json.gz) in {tmp_path}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "kind"),
+    [
+        (b"[1, 2]", "a JSON array"),
+        (b'"Bundle"', "a JSON string"),
+        (b"42", "a JSON number"),
+        (b"true", "a JSON boolean"),
+        (b"null", "JSON null"),
+        (b'{"id": "b-1"}', "no resourceType"),
+    ],
+)
+def test_json_that_is_not_a_resource_is_named_in_json_terms(
+    tmp_path: Path, content: bytes, kind: str
+) -> None:
+    path = tmp_path / "odd.json"
+    path.write_bytes(content)
+
+    with pytest.raises(BundleError) as caught:
+        fhir_import._read_bundle(path)
+
+    assert caught.value.reason == f"not a FHIR resource ({kind})"
+
+
+def test_malformed_json_is_refused_with_its_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "trailing-comma.json"
+    path.write_text('{\n  "resourceType": "Bundle",\n}\n')
+
+    with pytest.raises(BundleError) as caught:
+        fhir_import._read_bundle(path)
+
+    assert caught.value.reason == (
+        "not JSON (line 3, column 1: Expecting property name enclosed in double quotes)"
+    )
+    assert str(caught.value) == f"{path}: {caught.value.reason}"
+
+
+def test_a_file_that_is_not_gzip_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "plain.json.gz"
+    path.write_bytes(b'{"resourceType": "Bundle"}')
+
+    with pytest.raises(BundleError, match="not gzip-compressed"):
+        fhir_import._read_bundle(path)
+
+
+@pytest.mark.parametrize(
+    ("loaded_before", "suffix"),
+    [
+        (None, ""),
+        (0, " (0 files before it were loaded)"),
+        (1, " (1 file before it was loaded)"),
+        (12, " (12 files before it were loaded)"),
+    ],
+)
+def test_bundle_error_says_how_many_files_before_it_were_loaded(
+    tmp_path: Path, loaded_before: int | None, suffix: str
+) -> None:
+    path = tmp_path / "bad.json"
+
+    error = BundleError(path, "not JSON", loaded_before=loaded_before)
+
+    assert str(error) == f"{path}: not JSON{suffix}"
+    assert (error.path, error.reason) == (path, "not JSON")

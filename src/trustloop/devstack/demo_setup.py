@@ -1,10 +1,13 @@
 """Deterministic demo set-up of the imported records (dev-only).
 
-Patients sorted by id get their care team from
-:func:`trustloop.devstack.demo.care_team_for` and their restriction from
-:func:`trustloop.devstack.demo.is_sensitive`, so the IdP stand-in and the database
-agree on every clinician ``sub``. Idempotent: running it again rewrites the same
-rows; care-team rows of anyone other than the demo clinicians are left alone.
+Each patient that has no care-team rows yet gets its care team from
+:func:`trustloop.devstack.demo.care_team_for` and its restriction from
+:func:`trustloop.devstack.demo.is_sensitive`, both derived from the patient's id
+alone, so the IdP stand-in and the database agree on every clinician ``sub``.
+
+Patients that already have a care team keep it, and keep their ``sensitive`` flag:
+loading more patients later never widens (or narrows) anyone's access to the
+patients already there. Running it again changes nothing.
 """
 
 from __future__ import annotations
@@ -14,33 +17,35 @@ from dataclasses import dataclass
 import psycopg
 import structlog
 
-from trustloop.devstack.demo import CLINICIANS, care_team_for, is_sensitive
+from trustloop.devstack.demo import care_team_for, is_sensitive
 
 log = structlog.get_logger(__name__)
+
+_UNASSIGNED = """
+    SELECT p.id FROM clinical.patients AS p
+     WHERE NOT EXISTS (
+           SELECT 1 FROM clinical.care_team_members AS m WHERE m.patient_id = p.id)
+     ORDER BY p.id
+     FOR UPDATE OF p
+"""
 
 
 @dataclass(frozen=True)
 class DemoSummary:
+    """What one run assigned: only the patients that had no care team before it."""
+
     patients: int
     sensitive: int
     memberships: int
 
 
 def apply_demo_setup(conninfo_admin: str) -> DemoSummary:
-    """Assign care teams and sensitivity to every loaded patient, in one transaction."""
+    """Assign a care team and sensitivity to each unassigned patient, in one go."""
     with psycopg.connect(conninfo_admin) as conn:
-        ids = [
-            r[0] for r in conn.execute("SELECT id FROM clinical.patients ORDER BY id")
-        ]
-        subs = [c.sub for c in CLINICIANS]
-        conn.execute(
-            "DELETE FROM clinical.care_team_members WHERE clinician_sub = ANY(%s)",
-            (subs,),
-        )
-        flags = [(is_sensitive(i), pid) for i, pid in enumerate(ids)]
-        members = [
-            (c.sub, pid, c.role) for i, pid in enumerate(ids) for c in care_team_for(i)
-        ]
+        ids = [str(row[0]) for row in conn.execute(_UNASSIGNED)]
+        flags = [(is_sensitive(pid), pid) for pid in ids]
+        members = [(c.sub, pid, c.role) for pid in ids for c in care_team_for(pid)]
+
         with conn.cursor() as cur:
             cur.executemany(
                 "UPDATE clinical.patients SET sensitive = %s WHERE id = %s", flags

@@ -10,22 +10,29 @@ Guarantees:
 
 - one database transaction per file: a bad file changes nothing;
 - idempotent: resources are upserted by id, so loading again gives the same rows
-  and the same counts (``sensitive`` and care teams are left alone);
+  and the same counts;
+- a patient's ``sensitive`` flag and care team are never written here (locally the
+  demo set-up assigns them once, to patients that have no care team yet, and never
+  changes them after), so loading more bundles never changes who may read whom;
 - Patient, Practitioner, Encounter, Condition, Observation and MedicationRequest
   are stored; every other resource type is counted as skipped.
 
 Errors::
 
-    RecordsError
-     └── BundleError      a file is not JSON, not a FHIR Bundle, misses a field we
-                          need or refers to a patient that is not loaded; names the
-                          file and the reason (no patient data in the message)
+    RecordsError                  PATH does not exist
+     └── BundleError              a file is not JSON, not a FHIR Bundle, misses a
+          │                       field we need or refers to a patient that is not
+          │                       loaded; names the file and the reason (no patient
+          │                       data in the message) and, in a directory load, how
+          │                       many files before it were loaded
+          └── NoBundleFilesError  a directory holds no *.json / *.json.gz file
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,12 +57,37 @@ class RecordsError(Exception):
 
 
 class BundleError(RecordsError):
-    """A file that cannot be imported; nothing from it was written."""
+    """A file that cannot be imported; nothing from it was written.
 
-    def __init__(self, path: Path, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
+    ``loaded_before`` is set when the file was part of a directory load: that many
+    files before it were loaded (and committed) and stay loaded.
+    """
+
+    def __init__(
+        self, path: Path, reason: str, *, loaded_before: int | None = None
+    ) -> None:
+        super().__init__(path, reason)
         self.path = path
         self.reason = reason
+        self.loaded_before = loaded_before
+
+    def __str__(self) -> str:
+        message = f"{self.path}: {self.reason}"
+        if self.loaded_before is None:
+            return message
+        if self.loaded_before == 1:
+            return f"{message} (1 file before it was loaded)"
+        return f"{message} ({self.loaded_before} files before it were loaded)"
+
+
+class NoBundleFilesError(BundleError):
+    """A directory with no bundle file in it; nothing was loaded."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, "no FHIR bundle files (*.json, *.json.gz)")
+
+    def __str__(self) -> str:
+        return f"{self.reason} in {self.path}"
 
 
 @dataclass
@@ -73,13 +105,20 @@ class ImportReport:
 
 
 def bundle_files(path: Path) -> list[Path]:
-    """The bundle files under ``path`` (itself if a file), sorted by name."""
+    """The bundle files under ``path`` (itself if a file), sorted by name.
+
+    Raises :class:`NoBundleFilesError` for a directory without any.
+    """
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise RecordsError(f"{path}: no such file or directory")
+
     found = [*path.glob("*.json"), *path.glob("*.json.gz")]
-    return sorted(p for p in found if p.is_file())
+    files = sorted(p for p in found if p.is_file())
+    if not files:
+        raise NoBundleFilesError(path)
+    return files
 
 
 def load_bundles(
@@ -90,15 +129,21 @@ def load_bundles(
     """Import every bundle under ``path``, one transaction per file.
 
     Stops at the first bad file with :class:`BundleError`; files before it stay
-    loaded. ``conninfo_admin`` connects as a superuser (the importer is trusted
-    tooling and bypasses row-level security).
+    loaded, and for a directory the error says how many there were.
+    ``conninfo_admin`` connects as a superuser (the importer is trusted tooling and
+    bypasses row-level security).
     """
     files = bundle_files(path)
     report = ImportReport()
 
     with psycopg.connect(conninfo_admin, autocommit=True) as conn:
         for done, file in enumerate(files, start=1):
-            report.add(load_bundle_file(conn, file))
+            try:
+                report.add(load_bundle_file(conn, file))
+            except BundleError as exc:
+                if not path.is_dir():
+                    raise
+                raise BundleError(exc.path, exc.reason, loaded_before=done - 1) from exc
             if progress is not None:
                 progress(done, len(files))
 
@@ -127,21 +172,53 @@ def load_bundle_file(conn: psycopg.Connection[Any], path: Path) -> ImportReport:
 
 
 def _read_bundle(path: Path) -> fm.Bundle:
-    try:
-        raw = path.read_bytes()
-        if path.name.endswith(".gz"):
-            raw = gzip.decompress(raw)
-        doc = json.loads(raw)
-    except (OSError, EOFError, ValueError) as exc:
-        raise BundleError(path, f"not JSON ({type(exc).__name__})") from exc
-
-    kind = doc.get("resourceType") if isinstance(doc, dict) else type(doc).__name__
+    doc = _read_json(path)
+    if not isinstance(doc, dict):
+        raise BundleError(path, f"not a FHIR resource ({_json_kind(doc)})")
+    kind = doc.get("resourceType")
+    if kind is None:
+        raise BundleError(path, "not a FHIR resource (no resourceType)")
     if kind != "Bundle":
         raise BundleError(path, f"not a FHIR Bundle (resourceType {kind!r})")
+
     try:
         return fm.Bundle.model_validate(doc)
     except ValidationError as exc:
         raise BundleError(path, _validation_reason("Bundle", exc)) from exc
+
+
+def _read_json(path: Path) -> Any:
+    """The parsed document; every reason names a position, never the content."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise BundleError(path, f"cannot be read ({exc.strerror})") from exc
+    if path.name.endswith(".gz"):
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise BundleError(path, "not gzip-compressed (or truncated)") from exc
+
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno}, column {exc.colno}"
+        raise BundleError(path, f"not JSON ({where}: {exc.msg})") from exc
+    except UnicodeDecodeError as exc:
+        reason = f"not JSON (byte {exc.start}: not valid {exc.encoding} text)"
+        raise BundleError(path, reason) from exc
+
+
+def _json_kind(doc: object) -> str:
+    if isinstance(doc, list):
+        return "a JSON array"
+    if isinstance(doc, str):
+        return "a JSON string"
+    if isinstance(doc, bool):
+        return "a JSON boolean"
+    if isinstance(doc, int | float):
+        return "a JSON number"
+    return "JSON null"
 
 
 def _rows_of(path: Path, bundle: fm.Bundle) -> tuple[list[ResourceRow], ImportReport]:
