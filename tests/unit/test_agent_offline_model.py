@@ -319,3 +319,76 @@ def test_two_roster_matches_ask_for_an_id() -> None:
     assert step.text.startswith(
         "More than one patient on your care team matches Carter"
     )
+
+
+@pytest.mark.parametrize(
+    ("question", "patient_id"),
+    [
+        ("show me Alda's chart", ALDA_ID),
+        ("ALDA\u2019s record", ALDA_ID),
+        ("the chart of agustin please", AGUSTIN_ID),
+    ],
+)
+def test_given_name_alone_finds_the_only_patient_with_it(
+    make_agent: AgentFactory, question: str, patient_id: str
+) -> None:
+    agent, records = make_agent()
+
+    agent(question)
+
+    assert records.calls == [
+        ("list_my_patients", None),
+        ("read_patient_record", patient_id),
+    ]
+
+
+def _plan_with_roster(question: str, *extra: dict[str, Any]) -> planner.Step:
+    roster = {"patients": [*ROSTER["patients"], *extra]}
+    outcome = read_tool_result(
+        "list_my_patients",
+        {"status": "success", "content": [{"text": json.dumps(roster)}]},
+    )
+    tools = {"list_my_patients", "read_patient_record"}
+    return planner.plan(planner.Turn(question, [outcome]), tools)
+
+
+@pytest.mark.parametrize(
+    ("question", "other"),
+    [
+        ("show me Alda's chart", "Alda Reyes"),
+        ("show me Carter's chart", "Carter Smith"),
+    ],
+)
+def test_a_given_name_that_names_two_patients_asks_which(
+    question: str, other: str
+) -> None:
+    """Shared given names, or one's given name as another's family name."""
+    step = _plan_with_roster(question, {"id": "x-2", "name": other})
+
+    assert isinstance(step, planner.Answer)
+    assert step.text.startswith("More than one patient on your care team matches")
+    assert f"Patient/{ALDA_ID}" in step.text
+    assert "Patient/x-2" in step.text
+
+
+def test_help_suggests_a_placeholder_not_a_patient_name() -> None:
+    step = _plan_with_roster("what's the weather like?")
+
+    assert isinstance(step, planner.Answer)
+    assert "show me <patient name>'s chart" in step.text
+    assert "Alda" not in step.text
+    assert "Carter" not in step.text
+
+
+def test_roster_says_restricted_charts_cannot_be_opened_in_this_release(
+    make_agent: AgentFactory,
+) -> None:
+    agent, _ = make_agent()
+
+    answer = str(agent("list my patients"))
+
+    assert answer.strip().endswith(
+        "Restricted charts need step-up approval, which is not available in this "
+        "release, so I can't open them."
+    )
+    assert "on your device" not in answer

@@ -13,8 +13,15 @@ from typing import Any
 
 HELP = (
     'I can list the patients on your care team (try "list my patients") or show '
-    "one patient's chart (try \"show me Alda Carter's chart\" or give a "
+    "one patient's chart (try \"show me <patient name>'s chart\" or give a "
     "Patient/<id>). I can't answer other questions yet."
+)
+
+# Step-up approval is not built yet (the IdP refuses every restricted chart), so
+# the note must not suggest the clinician can approve anything.
+RESTRICTED_NOTE = (
+    "Restricted charts need step-up approval, which is not available in this "
+    "release, so I can't open them."
 )
 
 _ACTIVE_CONDITION = {"active", "recurrence", "relapse"}
@@ -56,7 +63,7 @@ def roster(data: dict[str, Any]) -> str:
     lines = [f"You have {len(patients)} {noun} on your care team:"]
     lines += [f"- {_roster_line(entry)}" for entry in patients]
     if any(entry.get("sensitive") for entry in patients):
-        lines.append("Restricted charts need a step-up approval on your device.")
+        lines.append(RESTRICTED_NOTE)
     return "\n".join(lines)
 
 

@@ -155,9 +155,13 @@ def plan(turn: Turn, tools: Collection[str]) -> Step:
 
 
 def match_roster(patients: Sequence[Any], name: str) -> list[dict[str, Any]]:
-    """Roster entries whose name is ``name`` (given + family, or family alone).
+    """Roster entries that ``name`` names, ignoring case and accents.
 
-    Case and accents do not matter: "agustin fonseca" matches "Agustín Fonseca".
+    ``name`` may be the full name, the first given name and the family name, the
+    family name alone or the given name(s) alone: "agustin fonseca", "Fonseca" and
+    "agustin" all match "Agustín Fonseca". Every kind of match counts, so "Carter"
+    finds both Alda Carter and Carter Smith; the caller opens a chart only when
+    exactly one entry matches.
     """
     wanted = _name_tokens(name)
     if not wanted:
@@ -270,4 +274,5 @@ def _name_matches(full: list[str], wanted: list[str]) -> bool:
         family = full[start:]
         if wanted in (family, [full[0], *family]):
             return True
-    return False
+    # Given name(s) alone: the leading words of the display name.
+    return len(wanted) < len(full) and full[: len(wanted)] == wanted
