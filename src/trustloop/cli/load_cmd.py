@@ -85,8 +85,11 @@ def load_into(cluster: ClusterInfo, source: Path) -> None:
         def advance(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        counts = import_path(cluster.admin_conninfo(), source, progress=advance)
-    apply_demo_setup(cluster.admin_conninfo())
+        try:
+            counts = import_path(cluster.admin_conninfo(), source, progress=advance)
+        finally:
+            # Files before a bad one are committed: their patients get care teams too.
+            apply_demo_setup(cluster.admin_conninfo())
     summary = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()) if n)
     console.print(f"  ✓ loaded {summary}")
 
