@@ -8,7 +8,9 @@ the OBO ``jti`` of every tool call and the audit trail of one of them.
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
+from pathlib import Path
 
 import psycopg
 
@@ -101,8 +103,10 @@ def _show_trail(settings: Settings, cluster: ClusterInfo, jti: str) -> None:
     counts = Counter(e.system for e in events)
     summary = ", ".join(f"{system} {n}" for system, n in sorted(counts.items()))
     console.print(f"\n[bold]audit trail of {jti}[/]: {summary}")
+    command = Path(sys.executable).parent / "trustloop"
     console.print(
-        f"[dim]  (TRUSTLOOP_STATE_DIR={settings.state_dir} trustloop audit trace {jti})[/]"
+        f"[dim]  (TRUSTLOOP_STATE_DIR={settings.state_dir} {command} audit trace {jti}"
+        " - after `trustloop demo` the stack is stopped, the files stay)[/]"
     )
 
 
