@@ -26,8 +26,8 @@ from starlette.routing import Route
 
 from trustloop.devstack.net import free_port
 from trustloop.identity.oauth import IdpClient
-from trustloop.identity.rhythm import PgConnector
 from trustloop.identity.spiffe import JwtSvidToken
+from trustloop.identity.types import PgConnector
 from trustloop.identity.vault import VaultLeaseClient
 from trustloop.settings import Settings
 from trustloop.tools.server import wire_app

@@ -10,8 +10,9 @@ from typing import Any, cast
 from trustloop.audit.chain import AuditLog
 from trustloop.identity.oauth import Introspection, IssuedToken
 from trustloop.identity.rar import AuthorizationDetail
-from trustloop.identity.rhythm import Connection, Rhythm
+from trustloop.identity.rhythm import Rhythm
 from trustloop.identity.spiffe import JwtSvidToken
+from trustloop.identity.types import Connection
 from trustloop.identity.vault import Lease
 
 ISSUER = "http://127.0.0.1:9400"

@@ -13,7 +13,8 @@ from mcp.types import TextContent
 from rhythm_fakes import OBO_JTI, USER_TOKEN, FakeIdp, Stack, make_stack
 
 from trustloop.identity.oauth import OAuthError
-from trustloop.identity.rhythm import Connection, ToolCallError
+from trustloop.identity.rhythm import ToolCallError
+from trustloop.identity.types import Connection
 from trustloop.records import queries
 from trustloop.settings import Settings
 from trustloop.tools import patients

@@ -30,7 +30,8 @@ from structlog.testing import capture_logs
 from trustloop.audit.chain import verify_chain
 from trustloop.identity.oauth import IdpUnavailableError, Introspection, OAuthError
 from trustloop.identity.rar import patient_read, roster_read
-from trustloop.identity.rhythm import Connection, ToolCallError
+from trustloop.identity.rhythm import ToolCallError
+from trustloop.identity.types import Connection
 from trustloop.identity.vault import VaultError, VaultUnavailableError
 
 DETAIL = patient_read("p-1")

@@ -31,7 +31,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -42,12 +42,17 @@ from trustloop.audit.chain import AuditWriteError
 from trustloop.identity.oauth import IdpUnavailableError, OAuthError
 from trustloop.identity.rar import AuthorizationDetail
 from trustloop.identity.spiffe import WorkloadApiError
+from trustloop.identity.types import (
+    Connection,
+    Connector,
+    IdentityProvider,
+    LeaseClient,
+    SvidSource,
+)
 from trustloop.identity.vault import VaultError, VaultUnavailableError
 
 if TYPE_CHECKING:
     from trustloop.audit.chain import AuditLog
-    from trustloop.identity.oauth import Introspection, IssuedToken
-    from trustloop.identity.spiffe import JwtSvidToken
     from trustloop.identity.vault import Lease
 
 T = TypeVar("T")
@@ -59,7 +64,6 @@ ErrorCode = Literal[
     "temporarily_unavailable",
     "server_error",
 ]
-Connection = psycopg.Connection[Any]
 # The detail to ask for, or how to build it from the introspected ``sub``.
 DetailFor = AuthorizationDetail | Callable[[str], AuthorizationDetail]
 
@@ -79,72 +83,6 @@ class ToolCallError(Exception):
 
 def sign_in_again() -> ToolCallError:
     return ToolCallError("invalid_token", "sign in again")
-
-
-# -- collaborators (structural, so tests inject small fakes) -----------------------
-
-
-class SvidSource(Protocol):
-    async def afetch_jwt_svid(self, audience: str) -> JwtSvidToken: ...
-
-
-class Introspector(Protocol):
-    async def introspect(
-        self, token: str, *, client_assertion: str
-    ) -> Introspection: ...
-
-
-class IdentityProvider(Introspector, Protocol):
-    async def exchange(
-        self,
-        *,
-        subject_token: str,
-        actor_token: str,
-        client_assertion: str,
-        audience: str,
-        detail: AuthorizationDetail,
-    ) -> IssuedToken: ...
-
-
-class LeaseClient(Protocol):
-    """Vault: JWT login (kept until it nears expiry), then leases issued and revoked."""
-
-    def needs_login(self) -> bool: ...
-
-    def login(self, svid: str) -> object: ...
-
-    def issue(self, obo_token: str) -> Lease: ...
-
-    def revoke(self, lease_id: str) -> object: ...
-
-
-class Connector(Protocol):
-    def __call__(
-        self, *, username: str, password: str, application_name: str
-    ) -> Connection: ...
-
-
-@dataclass(frozen=True)
-class PgConnector:
-    """Connects as an ephemeral role over TCP (SCRAM), one connection per call."""
-
-    host: str
-    port: int
-    dbname: str
-    connect_timeout_s: int = 5
-
-    def __call__(
-        self, *, username: str, password: str, application_name: str
-    ) -> Connection:
-        return psycopg.connect(
-            host=self.host,
-            port=self.port,
-            dbname=self.dbname,
-            user=username,
-            password=password,
-            application_name=application_name,
-            connect_timeout=self.connect_timeout_s,
-        )
 
 
 # -- what a tool sees, and what the audit line records -----------------------------

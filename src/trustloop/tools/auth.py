@@ -31,7 +31,7 @@ from trustloop.identity.spiffe import WorkloadApiError
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-    from trustloop.identity.rhythm import Introspector, SvidSource
+    from trustloop.identity.types import Introspector, SvidSource
 
 RETRY_AFTER_S = 5
 

@@ -24,8 +24,9 @@ from mcp.server.transport_security import TransportSecuritySettings
 
 from trustloop.audit.chain import AuditLog
 from trustloop.identity.oauth import IdpClient
-from trustloop.identity.rhythm import PgConnector, Rhythm
+from trustloop.identity.rhythm import Rhythm
 from trustloop.identity.spiffe import WorkloadIdentity
+from trustloop.identity.types import PgConnector
 from trustloop.identity.vault import VaultLeaseClient
 from trustloop.settings import bind_address
 from trustloop.tools import patients
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from mcp.server.auth.provider import TokenVerifier
     from starlette.applications import Starlette
 
-    from trustloop.identity.rhythm import (
+    from trustloop.identity.types import (
         Connector,
         IdentityProvider,
         LeaseClient,
