@@ -31,4 +31,8 @@ lint: setup
 	$(BIN)/mypy
 
 clean:
+	@if [ -x $(BIN)/trustloop ]; then \
+		$(BIN)/trustloop down; \
+		TRUSTLOOP_STATE_DIR=.trustloop/demo $(BIN)/trustloop down; \
+	fi
 	rm -rf .trustloop

@@ -194,3 +194,51 @@ def test_a_killed_supervisor_takes_its_parts_with_it(
         assert _http_parts_down(stack), "parts outlived their supervisor"
     finally:
         stop_cluster(stack.settings.state_dir)  # pg_ctl's server is a daemon of its own
+
+
+def _pg_port(output: str) -> int:
+    return int(output.split("✓ postgres 127.0.0.1:")[1].split("/")[0])
+
+
+def test_ctrl_c_stops_everything_even_when_the_output_pipe_died(
+    pg_state_dir_factory: Callable[[str], Path],
+) -> None:
+    """`trustloop up | tee log`: Ctrl-C kills tee too; the stack must still stop."""
+    stack = Stack.on_free_ports(pg_state_dir_factory("up-pipe"))
+    up, output = _start_up(stack.child_env("cli"))
+    try:
+        assert up.stdout is not None
+        up.stdout.close()  # the reader is gone: the next print hits a broken pipe
+        up.send_signal(signal.SIGINT)
+        up.wait(timeout=30)
+        assert _http_parts_down(stack)
+        assert not _port_open(_pg_port(output)), "PostgreSQL outlived a dead pipe"
+    finally:
+        if up.poll() is None:
+            up.kill()
+        stop_cluster(stack.settings.state_dir)
+
+
+def test_down_stops_the_stack_of_the_state_folder(
+    pg_state_dir_factory: Callable[[str], Path],
+) -> None:
+    stack = Stack.on_free_ports(pg_state_dir_factory("up-down"))
+    env = stack.child_env("cli")
+    up, output = _start_up(env)
+    try:
+        down = subprocess.run(
+            [sys.executable, "-m", "trustloop.cli", "down"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert down.returncode == 0, down.stderr
+        assert up.wait(timeout=30) == 0
+        assert _http_parts_down(stack)
+        assert not _port_open(_pg_port(output))
+    finally:
+        if up.poll() is None:
+            up.kill()
+        stop_cluster(stack.settings.state_dir)

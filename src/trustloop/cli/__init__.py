@@ -27,6 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("up")(stack_cmd.up)
+app.command("down")(stack_cmd.down)
 app.command("load")(load_cmd.load)
 app.command("ask")(ask_cmd.ask)
 app.command("demo")(demo_cmd.demo)

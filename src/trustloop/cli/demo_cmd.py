@@ -59,6 +59,7 @@ def demo() -> None:
     finally:
         console.print("\nstopping the stack...")
         stack.stop()
+        console.print("stopped")
 
 
 def _session(settings: Settings, cluster: ClusterInfo) -> None:
@@ -104,9 +105,9 @@ def _show_trail(settings: Settings, cluster: ClusterInfo, jti: str) -> None:
     summary = ", ".join(f"{system} {n}" for system, n in sorted(counts.items()))
     console.print(f"\n[bold]audit trail of {jti}[/]: {summary}")
     command = Path(sys.executable).parent / "trustloop"
+    console.print("[dim]  the whole timeline (the files stay after the demo):[/]")
     console.print(
-        f"[dim]  (TRUSTLOOP_STATE_DIR={settings.state_dir} {command} audit trace {jti}"
-        " - after `trustloop demo` the stack is stopped, the files stay)[/]"
+        f"[dim]  TRUSTLOOP_STATE_DIR={settings.state_dir} {command} audit trace {jti}[/]"
     )
 
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
+import time
 
 from trustloop.cli.load_cmd import load_samples_if_empty
 from trustloop.cli.output import console, fail
-from trustloop.devstack.stack import Stack, StackError
+from trustloop.devstack.postgres import stop_cluster
+from trustloop.devstack.stack import Stack, StackError, supervisor_pid
 from trustloop.settings import Settings, require_local
+
+DOWN_TIMEOUT_S = 30.0
 
 
 def up() -> None:
@@ -39,14 +44,42 @@ def _stop(stack: Stack) -> None:
     signal.signal(
         signal.SIGINT, signal.SIG_IGN
     )  # a second Ctrl-C must not cut it short
-    with contextlib.suppress(OSError):
-        console.print("stopping...")
+    running = stack.cluster is not None
+    # rich turns a broken pipe (a `| tee` that died on the same Ctrl-C) into
+    # SystemExit: nothing printed may keep the stack from stopping.
+    if running:
+        _say("stopping...")
     stack.stop()
-    with contextlib.suppress(OSError):
-        console.print("stopped")
+    if running:
+        _say("stopped")
+
+
+def _say(message: str) -> None:
+    with contextlib.suppress(OSError, SystemExit):
+        console.print(message)
 
 
 def start_and_report(stack: Stack) -> None:
     """Start ``stack`` and print where each part listens as it becomes ready."""
     console.print(f"starting the local stack in {stack.settings.state_dir}/")
     stack.start(on_ready=lambda name, where: console.print(f"  ✓ {name:<8} {where}"))
+
+
+def down() -> None:
+    """Stop the stack of this state folder: its supervisor, then PostgreSQL."""
+    settings = Settings()
+    require_local(settings, "the local stack")
+    pid = supervisor_pid(settings.state_dir)
+    if pid is not None:
+        console.print(f"stopping the stack's supervisor (pid {pid})...")
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + DOWN_TIMEOUT_S
+        while supervisor_pid(settings.state_dir) is not None:
+            if time.monotonic() > deadline:
+                fail(
+                    f"the supervisor (pid {pid}) did not stop in {DOWN_TIMEOUT_S:.0f} s"
+                )
+            time.sleep(0.2)
+    # A supervisor that was killed outright leaves PostgreSQL (a daemon) behind.
+    stop_cluster(settings.state_dir)
+    console.print("stopped")

@@ -196,6 +196,8 @@ class Stack:
             raise StackError(
                 f"another trustloop stack is running with {self.settings.state_dir}/"
             ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())  # for `trustloop down`
         self._lock = fd
 
     def _check_ports_free(self) -> None:
@@ -272,6 +274,24 @@ def _terminate(process: subprocess.Popen[bytes] | None) -> None:
         process.wait()
     except ProcessLookupError:
         pass
+
+
+def supervisor_pid(state_dir: Path) -> int | None:
+    """The pid of the supervisor running a stack on ``state_dir``, if one is."""
+    path = state_dir / "stack.lock"
+    if not path.exists():
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        text = path.read_text().strip()
+        return int(text) if text.isdigit() else None
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 def _die_with_parent() -> None:

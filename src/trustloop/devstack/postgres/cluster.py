@@ -322,7 +322,11 @@ def _start(
         str(int(_READY_TIMEOUT_S)),
         "-s",
     ]
-    run(user, argv, cwd=layout.server_root, timeout=_READY_TIMEOUT_S + 10)
+    try:
+        run(user, argv, cwd=layout.server_root, timeout=_READY_TIMEOUT_S + 10)
+    except ClusterError as exc:
+        logs = f"{layout.server_root / 'pg_ctl.log'} and {layout.data / config.LOG_SUBDIR}/"
+        raise ClusterError(f"{exc} (server logs: {logs})") from exc
     return info
 
 
