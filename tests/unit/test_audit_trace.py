@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 from trustloop.audit.chain import AuditLog
+from trustloop.audit.records import jti_of_role, parse_time
 from trustloop.audit.trace import role_name_for, trace
 
 if TYPE_CHECKING:
@@ -31,3 +33,112 @@ def test_only_records_with_a_field_equal_to_the_jti_are_joined(tmp_path: Path) -
 
 def test_role_name_is_obo_and_the_jti_without_dashes() -> None:
     assert role_name_for(JTI) == "obo_5b1e8c0e8d7b4b7e9f3a2f7d1c9e4a10"
+
+
+# Real jsonlog lines (abridged) of one call, as PostgreSQL 15 with pgaudit writes them.
+ROLE = role_name_for(JTI)
+PG_LINES = [
+    {
+        "timestamp": "2026-12-03 16:17:31.026 UTC",
+        "user": "trustloop_lease_engine",
+        "error_severity": "LOG",
+        "message": 'AUDIT: SESSION,3,1,ROLE,CREATE ROLE,,,"CREATE ROLE ""'
+        + ROLE
+        + '"" WITH LOGIN PASSWORD <REDACTED>",<not logged>',
+    },
+    {
+        "timestamp": "2026-12-03 16:17:31.041 UTC",
+        "user": ROLE,
+        "error_severity": "LOG",
+        "message": 'AUDIT: SESSION,1,1,READ,SELECT,,,"SELECT id FROM clinical.patients",'
+        "<not logged>",
+        "application_name": JTI,
+    },
+    {
+        "timestamp": "2026-12-03 16:17:31.044 UTC",
+        "user": ROLE,
+        "error_severity": "LOG",
+        "message": "disconnection: session time: 0:00:00.013 user=" + ROLE,
+        "application_name": JTI,
+    },
+    {  # the reaper's query: names no role of this call
+        "timestamp": "2026-12-03 16:17:31.045 UTC",
+        "user": "trustloop_lease_engine",
+        "error_severity": "LOG",
+        "message": "AUDIT: SESSION,25,1,READ,SELECT,,,SELECT r.rolname FROM pg_roles r "
+        "WHERE r.rolname ~ '^obo_[0-9a-f]{32}$',<not logged>",
+    },
+]
+
+
+def _pg_log(directory: Path) -> Path:
+    directory.mkdir()
+    path = directory / "postgresql-2026-12-03_161724.json"
+    path.write_text("".join(json.dumps(line) + "\n" for line in PG_LINES))
+    return directory
+
+
+def test_postgres_times_sort_among_the_iso_times_of_the_other_sources(
+    tmp_path: Path,
+) -> None:
+    """16:17:31.027962 (Vault, ISO) falls between 31.026 and 31.041 (jsonlog)."""
+    audit = tmp_path / "audit"
+    audit.mkdir()
+    (audit / "vault.jsonl").write_text(
+        json.dumps(
+            {
+                "time": "2026-12-03T16:17:31.027962+00:00",
+                "system": "vault",
+                "event": "response",
+                "jti": JTI,
+                "error": "",
+            }
+        )
+        + "\n"
+    )
+
+    events = trace(JTI, audit, _pg_log(tmp_path / "pglog"))
+
+    assert [(e.system, e.event, e.outcome) for e in events] == [
+        ("postgres", "CREATE ROLE", "ROLE"),
+        ("vault", "response", "ok"),
+        ("postgres", "SELECT", "READ"),
+        ("postgres", "disconnection", "connection"),
+    ]
+    assert [e.time for e in events] == sorted(e.time for e in events)
+    assert events[0].time == "2026-12-03T16:17:31.026000+00:00"
+    assert {e.jti for e in events} == {JTI}
+
+
+def test_outcomes_are_derived_per_source(tmp_path: Path) -> None:
+    idp = AuditLog(tmp_path / "idp.jsonl", "idp")
+    idp.append("token_exchanged", jti=JTI, rule="care_team")
+    idp.append("token_introspected", jti=JTI, active=False)
+    vault = AuditLog(tmp_path / "vault.jsonl", "vault")
+    vault.append("request", type="request", request={"path": "sys/leases/revoke"})
+    vault.append("response", type="response", jti=JTI, error="permission denied")
+    mcp = AuditLog(tmp_path / "mcp.jsonl", "mcp")
+    mcp.append("tool_call", jti=JTI, outcome="error", error="access_denied")
+    runtime = AuditLog(tmp_path / "runtime.jsonl", "runtime")
+    runtime.append("invocation", obo_jtis=[JTI], outcome="answered")
+
+    events = trace(JTI, tmp_path, None)
+
+    outcomes = {(e.system, e.event): e.outcome for e in events}
+    assert outcomes == {
+        ("idp", "token_exchanged"): "granted",
+        ("idp", "token_introspected"): "inactive",
+        ("vault", "response"): "error",
+        ("mcp", "tool_call"): "error",
+        ("runtime", "invocation"): "answered",
+    }
+    assert "error=access_denied" in next(e.detail for e in events if e.system == "mcp")
+
+
+def test_parse_time_reads_postgres_offsets_and_refuses_unknown_zones() -> None:
+    assert parse_time("2026-12-03 17:17:31.026 +01") == parse_time(
+        "2026-12-03T16:17:31.026+00:00"
+    )
+    assert parse_time("2026-12-03 16:17:31.026 CET") is None
+    assert jti_of_role(ROLE) == JTI
+    assert jti_of_role("trustloop_admin") is None

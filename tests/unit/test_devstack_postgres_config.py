@@ -38,6 +38,7 @@ def test_server_settings_name_the_audit_and_logging_contract() -> None:
         "shared_preload_libraries = 'pgaudit'",
         "pgaudit.log = 'read, write, role, ddl'",
         "pgaudit.log_parameter = off",
+        "log_timezone = 'UTC'",
         "log_destination = 'jsonlog'",
         "logging_collector = on",
         "log_connections = on",

@@ -84,8 +84,13 @@ class ChainBreak:
 
 
 def verify_chain(path: Path) -> ChainBreak | None:
-    """Check every line's ``prev_hash``; return the first break, or None."""
-    prev = GENESIS
+    """Check every line's ``prev_hash``; return the first break, or None.
+
+    A changed line shows as a break on the line after it (whose ``prev_hash`` no
+    longer matches); the reason names both. The last line of a file has no
+    successor: its hash is the anchor to keep elsewhere (a SIEM that ingests it).
+    """
+    prev, prev_number = GENESIS, 0
     with path.open("rb") as fh:
         for number, raw in enumerate(fh, start=1):
             if not raw.strip():
@@ -95,8 +100,16 @@ def verify_chain(path: Path) -> ChainBreak | None:
             except ValueError:
                 return ChainBreak(path, number, "not JSON")
             if record.get("prev_hash") != prev:
-                return ChainBreak(
-                    path, number, "prev_hash does not match the line before"
-                )
-            prev = line_hash(raw)
+                return ChainBreak(path, number, _mismatch(prev_number))
+            prev, prev_number = line_hash(raw), number
     return None
+
+
+def _mismatch(prev_number: int) -> str:
+    """Name the suspects: the line before was changed, or lines went missing."""
+    if prev_number == 0:
+        return "prev_hash is not the genesis hash (lines removed from the start?)"
+    return (
+        f"prev_hash does not match line {prev_number}: line {prev_number} "
+        "was changed, or lines after it were removed"
+    )

@@ -1,9 +1,13 @@
 """Join every system's audit records of one tool call on the OBO token's ``jti``.
 
 Sources: the hash-chained JSON-lines files of the IdP, Vault, MCP server and
-runtime (``<state>/audit/*.jsonl``) and PostgreSQL's ``jsonlog`` files, where the
-ephemeral role (``obo_<jti hex>``) and ``application_name`` (the ``jti``) name the
-call. The result is one timeline ordered by time.
+runtime (``<state>/audit/*.jsonl``) and PostgreSQL's ``jsonlog`` files. A chained
+record joins when any of its fields, at any depth, EQUALS the ``jti`` or its role
+name (``obo_<jti hex>``): a mention inside free text does not. A PostgreSQL line
+joins when it ran as the ephemeral role, when its ``application_name`` is the
+``jti``, or when its statement names the role as a whole word (the lease engine's
+``CREATE ROLE``, ``GRANT``, ``DROP ROLE``). The result is one timeline ordered by
+time (every source's time read as UTC; PostgreSQL's has millisecond precision).
 """
 
 from __future__ import annotations
@@ -11,39 +15,41 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from trustloop.audit.records import (
+    AuditEvent,
+    from_audit_record,
+    from_postgres_record,
+    parse_time,
+    role_name_for,
+    roles_named,
+)
 
-@dataclass(frozen=True)
-class TraceEvent:
-    time: str
-    system: str
-    event: str
-    detail: str
+__all__ = ["AuditEvent", "TraceError", "json_lines", "role_name_for", "trace"]
 
-
-def role_name_for(jti: str) -> str:
-    """The ephemeral PostgreSQL role the lease engine creates for ``jti``."""
-    return "obo_" + jti.replace("-", "").lower()
+_JTI = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{7,127}")
+_UNKNOWN_TIME = datetime.min.replace(tzinfo=UTC)
 
 
 class TraceError(ValueError):
     """The argument cannot be a ``jti``."""
 
 
-_JTI = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{7,127}")
-
-
-def trace(jti: str, audit_dir: Path, pg_log_dir: Path | None) -> list[TraceEvent]:
-    """Every record naming ``jti`` (a field equal to it), oldest first."""
+def trace(jti: str, audit_dir: Path, pg_log_dir: Path | None) -> list[AuditEvent]:
+    """Every record naming ``jti``, oldest first (ties keep file order)."""
     if not _JTI.fullmatch(jti):
         raise TraceError(f"{jti!r} is not a jti (8-128 letters, digits, . _ : -)")
     events = list(_audit_events(jti, audit_dir))
     if pg_log_dir is not None:
         events.extend(_postgres_events(jti, pg_log_dir))
-    return sorted(events, key=lambda e: e.time)
+    return sorted(events, key=_time_key)
+
+
+def _time_key(event: AuditEvent) -> datetime:
+    return parse_time(event.time) or _UNKNOWN_TIME
 
 
 def _mentions(value: Any, needles: tuple[str, ...]) -> bool:
@@ -57,57 +63,37 @@ def _mentions(value: Any, needles: tuple[str, ...]) -> bool:
     return False
 
 
-def _json_lines(path: Path) -> Iterator[dict[str, Any]]:
+def json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) of every JSON object line; other lines are skipped."""
     with path.open(encoding="utf-8", errors="replace") as fh:
-        for line in fh:
+        for number, line in enumerate(fh, start=1):
             try:
                 record = json.loads(line)
             except ValueError:
                 continue
             if isinstance(record, dict):
-                yield record
+                yield number, record
 
 
-def _audit_events(jti: str, audit_dir: Path) -> Iterator[TraceEvent]:
+def _audit_events(jti: str, audit_dir: Path) -> Iterator[AuditEvent]:
     needles = (jti, role_name_for(jti))
     for path in sorted(audit_dir.glob("*.jsonl")):
-        for record in _json_lines(path):
+        for number, record in json_lines(path):
             if _mentions(record, needles):
-                yield TraceEvent(
-                    time=str(record.get("time", "")),
-                    system=str(record.get("system", path.stem)),
-                    event=str(record.get("event") or record.get("type") or "?"),
-                    detail=_summary(record),
+                yield from_audit_record(
+                    record, file=path.name, line=number, system=path.stem
                 )
 
 
-def _postgres_events(jti: str, log_dir: Path) -> Iterator[TraceEvent]:
+def _postgres_events(jti: str, log_dir: Path) -> Iterator[AuditEvent]:
     role = role_name_for(jti)
     for path in sorted(log_dir.glob("*.json")):
-        for record in _json_lines(path):
-            if record.get("user") != role and record.get("application_name") != jti:
-                continue
-            message = str(record.get("message", ""))
-            kind = "pgaudit" if message.startswith("AUDIT:") else "log"
-            yield TraceEvent(
-                time=_iso(str(record.get("timestamp", ""))),
-                system="postgres",
-                event=kind,
-                detail=message[:160],
-            )
+        for number, record in json_lines(path):
+            if _names_role(record, jti, role):
+                yield from_postgres_record(record, file=path.name, line=number)
 
 
-def _iso(pg_timestamp: str) -> str:
-    """``2026-12-03 15:00:00.123 UTC`` to ISO 8601, so it sorts with the rest."""
-    stamp = pg_timestamp.replace(" UTC", "+00:00").replace(" ", "T", 1)
-    return stamp
-
-
-_SUMMARY_KEYS = ("tool", "sub", "outcome", "decision", "lease_id", "reason", "error")
-
-
-def _summary(record: dict[str, Any]) -> str:
-    parts = [
-        f"{k}={record[k]}" for k in _SUMMARY_KEYS if record.get(k) not in (None, "")
-    ]
-    return " ".join(parts)[:160]
+def _names_role(record: dict[str, Any], jti: str, role: str) -> bool:
+    if record.get("user") == role or record.get("application_name") == jti:
+        return True
+    return role in roles_named(str(record.get("message", "")))

@@ -1,25 +1,36 @@
-"""``trustloop audit trace <jti>`` and ``trustloop audit verify``."""
+"""``trustloop audit trace <jti>``, ``trustloop audit tail`` and ``audit verify``."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from trustloop.audit.chain import verify_chain
+from trustloop.audit.tail import Sources
+from trustloop.audit.tail import tail as tail_sources
 from trustloop.audit.trace import TraceError
 from trustloop.audit.trace import trace as trace_jti
 from trustloop.cli.output import console, fail
 from trustloop.devstack.postgres import ClusterError, load_info
 from trustloop.settings import Settings
 
+if TYPE_CHECKING:
+    from trustloop.audit.records import AuditEvent
+
 app = typer.Typer(help="Read the audit trail.", no_args_is_help=True)
 
 
 @app.command()
-def trace(jti: Annotated[str, typer.Argument(help="The OBO token's jti.")]) -> None:
+def trace(
+    jti: Annotated[str, typer.Argument(help="The OBO token's jti.")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON array of the events.")
+    ] = False,
+) -> None:
     """One timeline of every system's records for one tool call."""
     settings = Settings()
     try:
@@ -28,10 +39,52 @@ def trace(jti: Annotated[str, typer.Argument(help="The OBO token's jti.")]) -> N
         fail(str(exc))
     if not events:
         fail(f"no audit record mentions {jti}")
-    table = Table("time", "system", "event", "detail")
+
+    if as_json:
+        typer.echo(json.dumps([e.as_dict() for e in events], indent=2))
+        return
+    table = Table("time", "system", "event", "outcome", "detail")
     for event in events:
-        table.add_row(event.time, event.system, event.event, event.detail)
+        table.add_row(
+            event.time, event.system, event.event, event.outcome, event.detail
+        )
     console.print(table)
+
+
+@app.command()
+def tail(
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new events.")
+    ] = False,
+    lines: Annotated[
+        int, typer.Option("--lines", "-n", min=0, help="How many latest events.")
+    ] = 20,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per line.")
+    ] = False,
+    all_postgres: Annotated[
+        bool,
+        typer.Option("--all-postgres", help="Also PostgreSQL lines of no tool call."),
+    ] = False,
+) -> None:
+    """The latest events of every source, merged; with -f, follow them (Ctrl-C)."""
+    settings = Settings()
+    sources = Sources(
+        settings.audit_dir, _postgres_log_dir(settings), all_postgres=all_postgres
+    )
+    stream = tail_sources(sources, count=lines, follow=follow)
+    try:
+        for event in stream:
+            typer.echo(json.dumps(event.as_dict()) if as_json else _line(event))
+    except KeyboardInterrupt:
+        stream.close()  # Ctrl-C ends following; that is the normal way out
+
+
+def _line(event: AuditEvent) -> str:
+    return (
+        f"{event.time}  {event.system:<8} {event.event:<20} "
+        f"{event.jti or '-':<36}  {event.outcome}"
+    )
 
 
 def _postgres_log_dir(settings: Settings) -> Path | None:

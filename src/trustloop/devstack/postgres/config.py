@@ -28,6 +28,8 @@ def postgresql_conf(port: int, socket_dir: Path) -> str:
         "pgaudit.log": "'read, write, role, ddl'",
         # on would copy patient identifiers from bind parameters into the log.
         "pgaudit.log_parameter": "off",
+        # Audit tools read the log times as UTC; pin the zone, whatever the host has.
+        "log_timezone": "'UTC'",
         "log_destination": "'jsonlog'",
         "logging_collector": "on",
         "log_directory": _quote(LOG_SUBDIR),
