@@ -2,7 +2,8 @@
 
 Routes: ``GET /.well-known/openid-configuration`` (RFC 8414 / OIDC Discovery),
 ``GET /oauth2/jwks``, ``POST /oauth2/token`` (``password`` in the local profile,
-token exchange), ``POST /oauth2/introspect``. Every error is an RFC 6749 §5.2 JSON
+token exchange), ``POST /oauth2/introspect``, ``GET /v1.0/events`` (the audit
+events, for a workload holding a JWT-SVID; see :mod:`.events`). Every error is an RFC 6749 §5.2 JSON
 answer with ``Cache-Control: no-store``; so is every token answer (§5.1).
 """
 
@@ -23,6 +24,7 @@ from trustloop.audit.chain import AuditLog, AuditWriteError
 from trustloop.devstack.idp import password_grant, token_exchange
 from trustloop.devstack.idp.client_auth import ClientAuthenticator
 from trustloop.devstack.idp.errors import NO_STORE, OAuthProblem, invalid_request
+from trustloop.devstack.idp.events import EventsApi, Unauthorized, unauthorized_headers
 from trustloop.devstack.idp.introspection import Introspection
 from trustloop.devstack.idp.keys import SigningKeys
 from trustloop.devstack.idp.policy import CareTeamFacts, CareTeamPolicy, PostgresFacts
@@ -50,6 +52,7 @@ class Idp:
     access_tokens: AccessTokens
     grants: Mapping[str, Handler]
     introspection: Introspection
+    events: EventsApi
 
 
 def build_idp(
@@ -92,7 +95,8 @@ def build_idp(
     introspection = Introspection(
         clients=clients, access_tokens=access_tokens, audit=audit
     )
-    return Idp(settings, keys, issuer, access_tokens, grants, introspection)
+    events = EventsApi(audit.path, clients=clients, clock=clock)
+    return Idp(settings, keys, issuer, access_tokens, grants, introspection, events)
 
 
 def _postgres_facts(settings: Settings) -> CareTeamFacts:
@@ -116,12 +120,16 @@ def create_app(idp: Idp) -> Starlette:
     async def introspect(request: Request) -> Response:
         return await _answer(request, idp.introspection)
 
+    async def events(request: Request) -> Response:
+        return await _events(request, idp.events)
+
     app = Starlette(
         routes=[
             Route("/.well-known/openid-configuration", openid_configuration),
             Route("/oauth2/jwks", jwks),
             Route("/oauth2/token", token, methods=["POST"]),
             Route("/oauth2/introspect", introspect, methods=["POST"]),
+            Route("/v1.0/events", events),
         ]
     )
     app.state.idp = idp
@@ -150,6 +158,18 @@ async def _answer(request: Request, handler: Handler) -> Response:
         return OAuthProblem(
             "server_error", "the request could not be recorded", 500
         ).response()
+    return JSONResponse(body, headers=NO_STORE)
+
+
+async def _events(request: Request, api: EventsApi) -> Response:
+    """``GET /v1.0/events``: 401 without a valid JWT-SVID, 400 for a bad parameter."""
+    try:
+        body = await api(request.headers.get("authorization"), request.query_params)
+    except Unauthorized:
+        problem = {"error": "invalid_token", "error_description": "JWT-SVID required"}
+        return JSONResponse(problem, status_code=401, headers=unauthorized_headers())
+    except OAuthProblem as problem:
+        return problem.response()
     return JSONResponse(body, headers=NO_STORE)
 
 
