@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what trustloop needs from Debian 12 when it is missing: PostgreSQL 15,
-# pgaudit, and python3-venv. Safe to run twice: it does nothing when all is there.
+# pgaudit, python3-venv, and jq (the audit join in docs/audit.md). Safe to run
+# twice: it does nothing when all is there.
 set -euo pipefail
 
 PG_BIN=/usr/lib/postgresql/15/bin
@@ -9,6 +10,7 @@ need=()
 [ -x "$PG_BIN/initdb" ] || need+=(postgresql-15)
 [ -f "$PGAUDIT" ] || need+=(postgresql-15-pgaudit)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+command -v jq >/dev/null || need+=(jq)
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
