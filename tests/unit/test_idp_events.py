@@ -30,6 +30,9 @@ MCP_ID = "spiffe://trustloop.local/mcp-server"
 class NoFacts:
     """The events API reads no care teams."""
 
+    async def role(self, clinician_sub: str) -> str | None:
+        return None
+
     async def patient(self, clinician_sub: str, patient_id: str) -> PatientFacts | None:
         return None
 

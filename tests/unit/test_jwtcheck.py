@@ -11,6 +11,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, OctKey
 
 from trustloop.devstack.jwtcheck import (
+    LEEWAY_S,
     JwksCache,
     JwtInvalidError,
     JwtValidator,
@@ -188,3 +189,65 @@ def test_last_good_keys_survive_a_jwks_outage() -> None:
     with pytest.raises(JwtInvalidError):
         validator.verify(_token(_key("k2")))  # refetch fails: unknown kid refused
     assert validator.verify(_token(key))  # but the known key still verifies
+
+
+def _served_cache(
+    document: dict[str, Any], clock: list[float], up: list[bool] | None = None
+) -> JwksCache:
+    import httpx
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if up is not None and not up[0]:
+            return httpx.Response(503)
+        return httpx.Response(200, json=document)
+
+    return JwksCache(
+        "http://jwks.test/keys",
+        http=httpx.Client(transport=httpx.MockTransport(handler)),
+        clock=lambda: clock[0],
+    )
+
+
+def test_a_jwk_naming_another_algorithm_never_verifies() -> None:
+    """The algorithm is pinned per key: a JWK with ``alg`` ES384 is not an ES256 key."""
+    key = _key("k1")
+    jwk = {**_public(key).as_dict(), "alg": "ES384"}
+    cache = _served_cache({"keys": [jwk]}, [0.0])
+    validator = JwtValidator(cache, audience="vault", issuer=ISS, clock=lambda: NOW)
+
+    with pytest.raises(JwtInvalidError, match="unknown key"):
+        validator.verify(_token(key))
+
+
+def test_a_p384_key_is_never_used_for_es256() -> None:
+    p384 = ECKey.generate_key("P-384", parameters={"kid": "k384"}, private=True)
+    cache = _served_cache({"keys": [_public(p384).as_dict()]}, [0.0])
+    validator = JwtValidator(cache, audience="vault", issuer=ISS, clock=lambda: NOW)
+    forged = _token(_key("k384"))
+
+    with pytest.raises(JwtInvalidError):
+        validator.verify(forged)
+
+
+def test_stale_keys_are_kept_when_the_jwks_endpoint_is_down() -> None:
+    """Past ``max_age_s`` the cache tries to refresh; an outage keeps the last keys."""
+    key = _key("k1")
+    clock, up = [0.0], [True]
+    cache = _served_cache({"keys": [_public(key).as_dict()]}, clock, up)
+    validator = JwtValidator(cache, audience="vault", issuer=ISS, clock=lambda: NOW)
+    assert validator.verify(_token(key))
+
+    up[0] = False
+    clock[0] = 10_000.0
+
+    assert validator.verify(_token(key))
+
+
+def test_the_leeway_is_fixed_and_small() -> None:
+    key = _key()
+    validator = _validator(key)
+    assert validator.verify(_token(key, exp=int(NOW) - LEEWAY_S))
+    assert validator.verify(_token(key, nbf=int(NOW) + LEEWAY_S))
+    with pytest.raises(JwtInvalidError):
+        validator.verify(_token(key, exp=int(NOW) - LEEWAY_S - 1))
+    assert LEEWAY_S <= 60

@@ -160,6 +160,8 @@ _IDP_OUTCOMES = {
     "sign_in_failed": "failed",
     "token_exchanged": "granted",
     "exchange_denied": "denied",
+    "token_revoked": "revoked",
+    "session_logged_out": "logged_out",
 }
 
 

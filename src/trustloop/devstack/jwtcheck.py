@@ -183,6 +183,21 @@ def verify_jwt_svid(
     clock: Clock = time.time,
 ) -> str:
     """Validate a JWT-SVID (SPIFFE JWT-SVID spec §3) and return its SPIFFE ID."""
+    sub: str = verify_jwt_svid_claims(
+        token, keys, audience=audience, trust_domain=trust_domain, clock=clock
+    )["sub"]
+    return sub
+
+
+def verify_jwt_svid_claims(
+    token: str,
+    keys: JwksCache,
+    *,
+    audience: str,
+    trust_domain: str,
+    clock: Clock = time.time,
+) -> dict[str, Any]:
+    """Validate a JWT-SVID like :func:`verify_jwt_svid`; answer all its claims."""
     if not trust_domain:
         raise ValueError("a trust domain is required")
     validator = JwtValidator(
@@ -197,7 +212,7 @@ def verify_jwt_svid(
         or len(sub) == len(prefix)
     ):
         raise JwtInvalidError("invalid token: not an SVID of this trust domain")
-    return sub
+    return claims
 
 
 # SPIFFE bundles mark JWT authorities ``"use": "jwt-svid"`` (SPIFFE Trust Domain and
@@ -206,12 +221,15 @@ _SIGNING_USES = {None, "sig", "jwt-svid"}
 
 
 def _signing_keys(document: Any) -> dict[str, Any]:
-    """The JWKS with only signing keys, their ``use`` member dropped for joserfc."""
+    """The JWKS with only ES256 signing keys, ``use`` dropped for joserfc."""
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
         raise ValueError("not a JWK Set")
+    # A key that names another algorithm is never used for ES256 (RFC 7517 §4.4).
     keys = [
         {k: v for k, v in jwk.items() if k != "use"}
         for jwk in document["keys"]
-        if isinstance(jwk, dict) and jwk.get("use") in _SIGNING_USES
+        if isinstance(jwk, dict)
+        and jwk.get("use") in _SIGNING_USES
+        and jwk.get("alg", ALGORITHM) == ALGORITHM
     ]
     return {"keys": keys}

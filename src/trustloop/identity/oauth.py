@@ -1,4 +1,4 @@
-"""The IdP client: introspection, token exchange and the CLI's password grant.
+"""The IdP client: introspection, token exchange, revocation, the CLI's password grant.
 
 Speaks to IBM Verify in production and to :mod:`trustloop.devstack.idp` locally;
 the endpoints come from the issuer's discovery document (OIDC Discovery 1.0 §4),
@@ -148,6 +148,26 @@ class IdpClient:
         _require_granted(body, detail)
         return issued
 
+    async def revoke(
+        self,
+        token: str,
+        *,
+        client_assertion: str | None = None,
+        client_id: str = CLI_CLIENT_ID,
+    ) -> None:
+        """RFC 7009 §2.1: revoke an access token issued to this client.
+
+        A workload authenticates with a JWT-SVID ``client_assertion``; without one
+        the request is the public client ``client_id``'s (the CLI). Succeeds for a
+        token the IdP no longer knows (RFC 7009 §2.2); raises :class:`OAuthError`
+        for a token of another client.
+        """
+        form = {"token": token, "token_type_hint": "access_token"}
+        if client_assertion is None:
+            form["client_id"] = client_id
+        # RFC 7009 §2.2: the body of a 200 is ignored (Verify may send none).
+        await self._post("revocation_endpoint", form, client_assertion, any_body=True)
+
     async def password_grant(
         self, username: str, password: str, client_id: str = CLI_CLIENT_ID
     ) -> IssuedToken:
@@ -187,7 +207,12 @@ class IdpClient:
         return endpoints
 
     async def _post(
-        self, endpoint: str, form: dict[str, str], client_assertion: str | None
+        self,
+        endpoint: str,
+        form: dict[str, str],
+        client_assertion: str | None,
+        *,
+        any_body: bool = False,
     ) -> dict[str, Any]:
         """The one choke point: POST a form, translate every failure."""
         if client_assertion is not None:
@@ -204,6 +229,8 @@ class IdpClient:
         except httpx.HTTPError as exc:
             name = type(exc).__name__
             raise IdpUnavailableError(f"cannot reach the IdP ({name})") from exc
+        if any_body and response.status_code == 200:
+            return {}
         return _answer(response)
 
 

@@ -10,7 +10,8 @@ Query parameters (all optional):
   (``event_type="token","authentication"``). As in Verify, the default is
   ``authentication``, ``management`` and ``sso``; ``all_events=yes`` selects every
   type. This IdP writes ``authentication`` (``signed_in``, ``sign_in_failed``) and
-  ``token`` (``token_introspected``, ``token_exchanged``, ``exchange_denied``).
+  ``token`` (``token_introspected``, ``token_exchanged``, ``exchange_denied``,
+  ``token_revoked``); ``session_logged_out`` is ``authentication``.
 - ``from``, ``to``: epoch milliseconds, both inclusive; default the last 24 hours.
 - ``size``: events per page, 1 to 10,000 (Verify's cap), default 50.
 - ``sort_order``: ``desc`` (default, newest first) or ``asc``.
@@ -71,6 +72,8 @@ EVENT_TYPES = {
     "token_introspected": "token",
     "token_exchanged": "token",
     "exchange_denied": "token",
+    "token_revoked": "token",
+    "session_logged_out": "authentication",
 }
 _FAILURES = frozenset({"sign_in_failed", "exchange_denied"})
 _RECORD_ONLY = ("time", "system", "event", "prev_hash")

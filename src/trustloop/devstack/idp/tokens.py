@@ -2,7 +2,8 @@
 
 - Access tokens follow RFC 9068 (JWT profile for OAuth 2.0 access tokens): header
   ``typ: at+jwt``; claims ``iss``, ``sub``, ``aud`` (the MCP resource), ``client_id``,
-  ``scope``, ``role``, ``auth_time``, ``iat``, ``exp`` (15 minutes), ``jti``.
+  ``scope``, ``role``, ``auth_time``, ``iat``, ``exp`` (15 minutes), ``jti``,
+  ``sid`` (the sign-in session, ended together by a logout).
 - On-behalf-of tokens are the RFC 8693 answer to a token exchange: ``sub`` (the
   clinician), ``act.sub`` (the actor's SPIFFE ID, RFC 8693 §4.1), ``client_id``,
   ``aud`` (Vault), ``authorization_details`` as granted (RFC 9396 §7), ``iat``,
@@ -13,6 +14,7 @@ Claims are documented in docs/contracts.md ("IdP").
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -22,6 +24,7 @@ from typing import Any
 from trustloop.devstack.demo import Clinician
 from trustloop.devstack.idp.keys import SigningKeys
 from trustloop.devstack.jwtcheck import (
+    LEEWAY_S,
     Clock,
     JwksCache,
     JwtInvalidError,
@@ -77,8 +80,13 @@ class TokenIssuer:
         client_id: str,
         scope: str,
         auth_time: int | None = None,
+        sid: str | None = None,
     ) -> Issued:
-        """An RFC 9068 access token for the MCP resource."""
+        """An RFC 9068 access token for the MCP resource.
+
+        ``sid`` names the sign-in session (OIDC Front-Channel Logout 1.0 §3); a
+        fresh one is made when none is given. Logging out ends every token of it.
+        """
         now = int(self._clock())
         claims = {
             "iss": self._issuer,
@@ -91,6 +99,7 @@ class TokenIssuer:
             "iat": now,
             "exp": now + ACCESS_TOKEN_TTL_S,
             "jti": str(uuid.uuid4()),
+            "sid": sid or str(uuid.uuid4()),
         }
         return Issued(self._keys.sign(claims, typ=ACCESS_TOKEN_TYP), claims)
 
@@ -119,11 +128,13 @@ class TokenIssuer:
 
 
 class AccessTokens:
-    """Recognises this IdP's own, still active access tokens.
+    """Recognises this IdP's own, still active access tokens, and revokes them.
 
     Checked: ES256 signature by one of our published keys, ``typ`` at+jwt, ``iss``,
-    ``exp``, ``aud`` containing the MCP resource, and that the ``jti`` has not been
-    revoked. Revocation is in memory (the ``/oauth2/revoke`` endpoint comes later).
+    ``exp``, ``aud`` containing the MCP resource, that the ``jti`` has not been
+    revoked (RFC 7009) and that its sign-in session (``sid``) has not been logged
+    out. Revocations are in memory and forgotten once the token could no longer
+    be valid anyway.
     """
 
     def __init__(
@@ -138,31 +149,73 @@ class AccessTokens:
         self._issuer = issuer
         self._audience = mcp_resource
         self._clock = clock
-        self._revoked: set[str] = set()
+        self._lock = threading.Lock()
+        # jti or sid -> when the revocation may be forgotten (epoch seconds)
+        self._revoked: dict[str, float] = {}
+        self._ended_sessions: dict[str, float] = {}
         self._validator = self._build_validator()
 
-    def _build_validator(self) -> tuple[str, JwtValidator]:
-        cache = JwksCache(keys=self._keys.public_keys())
+    def _build_validator(self) -> tuple[tuple[str, ...], JwtValidator]:
+        published = self._keys.public_keys()
+        cache = JwksCache(keys=published)
         validator = JwtValidator(
             cache, audience=self._audience, issuer=self._issuer, clock=self._clock
         )
-        return self._keys.active_kid, validator
+        return tuple(str(key.kid) for key in published), validator
 
-    def revoke(self, jti: str) -> None:
-        self._revoked.add(jti)
+    def revoke(self, jti: str, *, exp: float | None = None) -> None:
+        """Make the token with ``jti`` inactive (until ``exp`` would have anyway)."""
+        self._forget_expired()
+        with self._lock:
+            self._revoked[jti] = self._until(exp)
 
-    def active_claims(self, token: str) -> dict[str, Any] | None:
-        """The claims of an active access token of ours, else None."""
-        kid, validator = self._validator
-        if kid != self._keys.active_kid:  # the keys rotated: pick up the new JWKS
-            self._validator = self._build_validator()
-            kid, validator = self._validator
+    def end_session(self, sid: str) -> None:
+        """Make every access token of the sign-in session ``sid`` inactive."""
+        self._forget_expired()
+        with self._lock:
+            self._ended_sessions[sid] = self._until(None)
+
+    def verified_claims(self, token: str) -> dict[str, Any] | None:
+        """The claims of an unexpired access token of ours, revoked or not."""
         try:
-            claims = validator.verify(token, typ=ACCESS_TOKEN_TYP)
+            claims = self._current_validator().verify(token, typ=ACCESS_TOKEN_TYP)
         except JwtInvalidError:
             return None
-        if not isinstance(claims.get("jti"), str) or claims["jti"] in self._revoked:
+        if not isinstance(claims.get("jti"), str):
             return None
         if not isinstance(claims.get("sub"), str):
             return None
         return claims
+
+    def active_claims(self, token: str) -> dict[str, Any] | None:
+        """The claims of an active access token of ours, else None."""
+        claims = self.verified_claims(token)
+        if claims is None:
+            return None
+        with self._lock:
+            if claims["jti"] in self._revoked:
+                return None
+            if claims.get("sid") in self._ended_sessions:
+                return None
+        return claims
+
+    def _current_validator(self) -> JwtValidator:
+        kids, validator = self._validator
+        published = tuple(str(key.kid) for key in self._keys.public_keys())
+        if kids != published:  # rotated, or a retired key dropped
+            self._validator = self._build_validator()
+            kids, validator = self._validator
+        return validator
+
+    def _until(self, exp: float | None) -> float:
+        # Past this time no token it could concern is still valid (leeway included).
+        if exp is None:
+            return self._clock() + ACCESS_TOKEN_TTL_S + LEEWAY_S
+        return exp + LEEWAY_S
+
+    def _forget_expired(self) -> None:
+        now = self._clock()
+        with self._lock:
+            for table in (self._revoked, self._ended_sessions):
+                for key in [k for k, until in table.items() if until < now]:
+                    del table[key]
