@@ -80,7 +80,7 @@ def main(n: int) -> None:
         cluster = stack.cluster
         if cluster is None:
             raise SystemExit("PostgreSQL did not start")
-        load_into(cluster, samples_path())
+        load_into(cluster, samples_path(), state)
         with psycopg.connect(cluster.admin_conninfo()) as conn:
             row = conn.execute(
                 "select p.id, p.name from clinical.patients p join clinical.care_team_members m"

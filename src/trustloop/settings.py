@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     vault_creds_role: str = "clinical"
     mcp_url: str = "http://127.0.0.1:8000/mcp"
     runtime_url: str = "http://127.0.0.1:8080"
+    # The IdP's exchange policy (docs/policy.md); None: the one shipped with it.
+    idp_policy: Path | None = None
 
     pg_host: str = "127.0.0.1"
     pg_port: int = Field(default=5432, ge=1, le=65535)

@@ -25,7 +25,7 @@ def stack(pg_state_dir_factory: Callable[[str], Path]) -> Iterator[Stack]:
     stack.start()
     try:
         assert stack.cluster is not None
-        load_into(stack.cluster, samples_path())
+        load_into(stack.cluster, samples_path(), stack.settings.state_dir)
         yield stack
     finally:
         stack.stop()

@@ -87,6 +87,11 @@ class RecordingSvids:
         self._secrets.svids.append(svid.token)
         return svid
 
+    async def afetch_fresh_jwt_svid(self, audience: str) -> JwtSvidToken:
+        svid = await self._inner.afetch_fresh_jwt_svid(audience)
+        self._secrets.svids.append(svid.token)
+        return svid
+
 
 class RecordingVault:
     def __init__(self, inner: VaultLeaseClient, secrets: Secrets) -> None:

@@ -1,5 +1,6 @@
 """The IdP stand-in as its own process (uvicorn on loopback), with the real SPIFFE
-bundle endpoint and the real PostgreSQL care teams, driven by the production client.
+bundle endpoint and the demo care teams provisioned over its admin socket from the
+real PostgreSQL, driven by the production client.
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ import psycopg
 import pytest
 from joserfc import jws
 
+from trustloop.devstack.idp.admin import admin_socket
+from trustloop.devstack.idp.provision import (
+    AdminClient,
+    ProvisionError,
+    provision_from_database,
+)
 from trustloop.devstack.idp.users import demo_password
 from trustloop.devstack.net import free_port
 from trustloop.devstack.spire import SpireServer
@@ -85,6 +92,7 @@ def idp(
         )
     try:
         _wait_ready(settings, process, log_path)
+        provision_from_database(state, cluster.admin_conninfo())
         yield RunningIdp(settings, log_path)
     finally:
         process.terminate()
@@ -111,14 +119,14 @@ def _wait_ready(
 
 @pytest.fixture(scope="module")
 def patients(cluster: ClusterInfo) -> Patients:
-    """Three demo patients, read with the IdP's own database role."""
+    """Three demo patients, as the demo set-up stored them."""
     query = """
         SELECT p.id, p.sensitive, bool_or(m.clinician_sub = %s)
         FROM clinical.patients p
         JOIN clinical.care_team_members m ON m.patient_id = p.id
         GROUP BY p.id, p.sensitive ORDER BY p.id
     """
-    with psycopg.connect(cluster.admin_conninfo("trustloop_idp")) as conn:
+    with psycopg.connect(cluster.admin_conninfo()) as conn:
         rows = conn.execute(query, (ME,)).fetchall()
 
     def first(sensitive: bool, on_team: bool) -> str:
@@ -236,9 +244,9 @@ async def test_two_details_or_a_widened_detail_are_refused(
     one = {"type": "patient_record", "actions": ["read"]}
     one["identifier"] = f"Patient/{patients.mine}"
     widened = {**one, "actions": ["read", "write"]}
-    svid = _svid(spire, idp)
     async with httpx.AsyncClient() as http:
         for details in ([one, one], [widened]):
+            svid = _svid(spire, idp)  # an actor_token is accepted once
             response = await http.post(
                 f"{idp.settings.idp_url}/oauth2/token",
                 data={
@@ -397,3 +405,114 @@ async def test_no_token_or_password_reaches_the_audit_file_or_the_log(
         for part in secret.split("."):
             assert part not in audit
             assert part not in log
+
+
+def test_provisioning_goes_over_the_owner_only_admin_socket(
+    idp: RunningIdp, patients: Patients
+) -> None:
+    sock = admin_socket(idp.settings.state_dir)
+    directory = idp.settings.state_dir / "idp" / "directory.json"
+
+    with AdminClient(sock) as admin:
+        team = admin.get_care_team(ME)
+        patient = admin.get_patient(patients.mine_sensitive)
+        missing = admin.get_patient("no-such-patient")
+
+    assert sock.is_socket()
+    assert sock.stat().st_mode & 0o777 == 0o600
+    assert directory.stat().st_mode & 0o777 == 0o600
+    assert team is not None
+    assert team["role"] == "physician"
+    assert patients.mine in team["patients"]  # type: ignore[operator]
+    assert patient == {"id": patients.mine_sensitive, "sensitive": True}
+    assert missing is None
+
+
+async def test_a_care_team_change_over_the_socket_changes_the_next_decision(
+    client: IdpClient,
+    spire: SpireServer,
+    idp: RunningIdp,
+    user_token: IssuedToken,
+    patients: Patients,
+) -> None:
+    detail = patient_read(patients.not_mine)
+    with AdminClient(admin_socket(idp.settings.state_dir)) as admin:
+        team = admin.get_care_team(ME)
+        assert team is not None
+        before = list(team["patients"])  # type: ignore[call-overload]
+        admin.put_care_team(ME, "physician", [*before, patients.not_mine])
+        try:
+            granted = await _exchange(
+                client, spire, idp, user_token.access_token, detail
+            )
+        finally:
+            admin.put_care_team(ME, "physician", before)
+        with pytest.raises(OAuthError) as refused:
+            await _exchange(client, spire, idp, user_token.access_token, detail)
+
+    assert granted.jti is not None
+    assert refused.value.error == "access_denied"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/admin/v1/care-teams/clin-achen"),
+        ("PUT", "/admin/v1/patients/p1"),
+    ],
+)
+def test_nothing_answers_the_admin_api_on_tcp(
+    idp: RunningIdp, method: str, path: str
+) -> None:
+    response = httpx.request(
+        method, f"{idp.settings.idp_url}{path}", json={"sensitive": False}
+    )
+    assert response.status_code in (404, 405)
+
+
+def test_the_admin_api_refuses_a_malformed_body(idp: RunningIdp) -> None:
+    with (
+        AdminClient(admin_socket(idp.settings.state_dir)) as admin,
+        pytest.raises(ProvisionError, match="refused"),
+    ):
+        admin.put_care_team(ME, "surgeon", [])
+
+
+async def test_a_replayed_actor_token_is_invalid_grant(
+    client: IdpClient,
+    spire: SpireServer,
+    idp: RunningIdp,
+    user_token: IssuedToken,
+    patients: Patients,
+) -> None:
+    actor = _svid(spire, idp)
+    detail = patient_read(patients.mine)
+    await _exchange(
+        client, spire, idp, user_token.access_token, detail, actor_token=actor
+    )
+    with pytest.raises(OAuthError) as refused:
+        await _exchange(
+            client, spire, idp, user_token.access_token, detail, actor_token=actor
+        )
+
+    assert refused.value.error == "invalid_grant"
+    assert refused.value.description == "actor_token was already used"
+
+
+async def test_a_client_assertion_may_be_reused(
+    client: IdpClient,
+    spire: SpireServer,
+    idp: RunningIdp,
+    user_token: IssuedToken,
+    patients: Patients,
+) -> None:
+    """RFC 7523 §3 makes assertion replay checks optional; we apply them to actors."""
+    assertion = _svid(spire, idp)
+    for _ in range(2):
+        await client.exchange(
+            subject_token=user_token.access_token,
+            actor_token=_svid(spire, idp),
+            client_assertion=assertion,
+            audience=idp.settings.vault_audience,
+            detail=patient_read(patients.mine),
+        )

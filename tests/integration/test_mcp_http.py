@@ -93,6 +93,9 @@ class StaticSvids:
         spiffe_id = "spiffe://trustloop.local/mcp-server"
         return JwtSvidToken(spiffe_id, int(time.time()) + 300, f"svid-for-{audience}")
 
+    async def afetch_fresh_jwt_svid(self, audience: str) -> JwtSvidToken:
+        return await self.afetch_jwt_svid(audience)
+
 
 @dataclass
 class Running:

@@ -30,9 +30,14 @@ SECRETS = (USER_TOKEN, OBO_TOKEN, LEASE_PASSWORD, "svid-for-")
 class FakeSvids:
     def __init__(self) -> None:
         self.audiences: list[str] = []
+        self.fresh: list[str] = []
 
     async def afetch_jwt_svid(self, audience: str) -> JwtSvidToken:
         self.audiences.append(audience)
+        return JwtSvidToken(ACTOR, int(time.time()) + 300, f"svid-for-{audience}")
+
+    async def afetch_fresh_jwt_svid(self, audience: str) -> JwtSvidToken:
+        self.fresh.append(audience)
         return JwtSvidToken(ACTOR, int(time.time()) + 300, f"svid-for-{audience}")
 
 

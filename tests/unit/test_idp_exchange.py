@@ -45,6 +45,9 @@ class FakeClock:
 class FakeFacts:
     """Patients: p-mine (achen's), p-other (bokafor's), p-restricted (achen's)."""
 
+    async def role(self, clinician_sub: str) -> str | None:
+        return "physician"
+
     async def patient(self, clinician_sub: str, patient_id: str) -> PatientFacts | None:
         table = {
             "p-mine": (False, {"clin-achen"}),
@@ -155,7 +158,7 @@ async def test_password_grant_issues_an_rfc9068_access_token(world: World) -> No
 
     assert set(claims) == {
         "iss", "sub", "aud", "client_id", "scope", "role",
-        "auth_time", "iat", "exp", "jti",
+        "auth_time", "iat", "exp", "jti", "sid",
     }  # fmt: skip
     assert claims["iss"] == ISSUER
     assert claims["sub"] == "clin-achen"

@@ -1,76 +1,167 @@
-"""The care-team policy's decision table (first slice)."""
+"""The exchange policy: the shipped file's decision table, and loading fails closed."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from trustloop.devstack.idp.policy import (
-    NOT_ON_CARE_TEAM,
-    NOT_YOUR_ROSTER,
+    CONSENT_REQUIRED,
+    DEFAULT_POLICY,
+    NO_RULE,
     STEP_UP_REQUIRED,
     CareTeamPolicy,
     PatientFacts,
+    PolicyAction,
     PolicyDecision,
-    decide,
+    PolicyFileError,
+    PolicyRequest,
+    evaluate,
+    load_policy,
+    request_for,
 )
 from trustloop.identity.rar import AuthorizationDetail, patient_read, roster_read
 
 ME = "clin-achen"
-MINE = PatientFacts(sensitive=False, on_care_team=True)
-NOT_MINE = PatientFacts(sensitive=False, on_care_team=False)
-MINE_RESTRICTED = PatientFacts(sensitive=True, on_care_team=True)
-NOT_MINE_RESTRICTED = PatientFacts(sensitive=True, on_care_team=False)
+POLICY = load_policy()
+ROSTER_OTHER = "a care team roster can be read only by its own clinician"
+OFF_TEAM = "not on your care team"
 
 
-OWN_ROSTER = PolicyDecision(True, "own care team roster", "roster_own")
-OTHER_ROSTER = PolicyDecision(False, NOT_YOUR_ROSTER, "roster_own")
-ON_TEAM = PolicyDecision(True, "on the clinician's care team", "care_team")
-OFF_TEAM = PolicyDecision(False, NOT_ON_CARE_TEAM, "care_team")
-STEP_UP = PolicyDecision(False, STEP_UP_REQUIRED, "step_up")
-P1 = patient_read("p1")
+def _deny(reason: str, rule: str) -> PolicyDecision:
+    return PolicyDecision(False, reason, rule)
+
+
+def _ask(
+    action: PolicyAction,
+    *,
+    role: str | None = "physician",
+    team: bool = True,
+    sensitive: bool = False,
+) -> PolicyRequest:
+    return PolicyRequest(role, action, care_team=team, sensitive=sensitive)
+
+
+@pytest.mark.parametrize(
+    ("request_", "expected"),
+    [
+        (_ask("list"), PolicyDecision(True, "own care team roster", "roster_own")),
+        (_ask("list", role="nurse"), PolicyDecision(True, "own care team roster", "roster_own")),
+        (_ask("list", team=False), _deny(ROSTER_OTHER, "not_own_roster")),
+        (_ask("list", role=None), _deny(NO_RULE, "default_deny")),
+        (_ask("read"), PolicyDecision(True, "on the clinician's care team", "care_team")),
+        (_ask("read", role="nurse"), PolicyDecision(True, "on the clinician's care team", "care_team")),
+        (_ask("read", team=False), _deny(OFF_TEAM, "not_care_team")),
+        (_ask("read", team=False, sensitive=True), _deny(OFF_TEAM, "not_care_team")),
+        (_ask("read", sensitive=True), _deny(STEP_UP_REQUIRED, "step_up")),
+        (_ask("read", role="pharmacist"), _deny(NO_RULE, "default_deny")),
+        (_ask("read", role=None), _deny(NO_RULE, "default_deny")),
+        (_ask("write_note"), _deny(CONSENT_REQUIRED, "write_note")),
+        (_ask("write_note", sensitive=True), _deny(STEP_UP_REQUIRED, "write_note_sensitive")),
+        (_ask("write_note", team=False), _deny(OFF_TEAM, "not_care_team")),
+        (_ask("update_medication"), _deny(CONSENT_REQUIRED, "update_medication")),
+        (_ask("update_medication", role="nurse"), _deny(NO_RULE, "default_deny")),
+    ],
+)  # fmt: skip
+def test_the_shipped_policy_decides(
+    request_: PolicyRequest, expected: PolicyDecision
+) -> None:
+    assert evaluate(POLICY, request_) == expected
 
 
 @pytest.mark.parametrize(
     ("detail", "facts", "expected"),
     [
-        (roster_read(ME), None, OWN_ROSTER),
-        (roster_read("clin-bokafor"), None, OTHER_ROSTER),
-        (P1, MINE, ON_TEAM),
-        (P1, NOT_MINE, OFF_TEAM),
-        (P1, None, OFF_TEAM),
-        (P1, MINE_RESTRICTED, STEP_UP),
-        (P1, NOT_MINE_RESTRICTED, OFF_TEAM),
-    ],
-    ids=[
-        "own-roster",
-        "other-roster",
-        "care-team",
-        "off-care-team",
-        "unknown-patient",
-        "restricted-on-team",
-        "restricted-off-team",
+        (roster_read(ME), None, _ask("list", sensitive=False)),
+        (roster_read("clin-bokafor"), None, _ask("list", team=False)),
+        (patient_read("p1"), None, _ask("read", team=False)),
+        (patient_read("p1"), PatientFacts(True, True), _ask("read", sensitive=True)),
     ],
 )
-def test_decision_table(
-    detail: AuthorizationDetail, facts: PatientFacts | None, expected: PolicyDecision
+def test_a_detail_maps_to_the_policys_terms(
+    detail: AuthorizationDetail, facts: PatientFacts | None, expected: PolicyRequest
 ) -> None:
-    assert decide(ME, detail, facts) == expected
+    """The roster's ``read`` is ``list``; an unknown patient is one off the team."""
+    assert request_for(ME, "physician", detail, facts) == expected
 
 
-def test_an_unknown_patient_is_refused_exactly_like_one_off_the_care_team() -> None:
-    """A refusal never reveals whether the patient exists."""
-    unknown = decide(ME, patient_read("p1"), None)
-    off_team = decide(ME, patient_read("p1"), NOT_MINE)
-    assert unknown == off_team
+def test_the_first_matching_rule_wins(tmp_path: Path) -> None:
+    path = _write(tmp_path, RULE_ALLOW_ALL_READS + RULE_DENY_ALL_READS)
+    decision = evaluate(load_policy(path), _ask("read"))
+    assert decision == PolicyDecision(True, "everyone", "reads")
+
+
+RULE_ALLOW_ALL_READS = """
+  - name: reads
+    actions: [read]
+    reason: everyone
+"""
+RULE_DENY_ALL_READS = """
+  - name: no_reads
+    effect: deny
+    actions: [read]
+    reason: nobody
+"""
+
+
+def _write(tmp_path: Path, rules: str, header: str = "version: 1\nrules:") -> Path:
+    path = tmp_path / "policy.yaml"
+    path.write_text(header + rules)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("rules: [unclosed", "not valid YAML"),
+        ("- just a list", "invalid policy"),
+        ("version: 2\nrules:" + RULE_ALLOW_ALL_READS, "version"),
+        ("version: 1\nrules: []", "rules"),
+        ("version: 1\nrules:" + RULE_ALLOW_ALL_READS + RULE_ALLOW_ALL_READS, "unique"),
+        ("version: 1\nrules:\n  - name: r\n    actions: [delete]\n    reason: x", "actions"),
+        ("version: 1\nrules:\n  - name: r\n    actions: [read]\n    reason: x\n    when: y", "when"),
+        ("version: 1\nrules:\n  - name: r\n    actions: [read]\n    reason: x\n    care_team: yes please", "care_team"),
+        ("version: 1\nrules:\n  - name: r\n    actions: [read]\n    reason: x\n    roles: [admin]", "roles"),
+        ("version: 1\nrules:\n  - name: r\n    actions: [read]", "reason"),
+        ("version: 1\nrules:\n  - name: r\n    effect: deny\n    actions: [read]\n    reason: x\n    requires: [consent]", "cannot require"),
+    ],
+    ids=[
+        "not-yaml", "not-a-mapping", "bad-version", "no-rules", "duplicate-names",
+        "unknown-action", "unknown-field", "not-a-bool", "unknown-role",
+        "missing-reason", "deny-with-requirement",
+    ],
+)  # fmt: skip
+def test_an_invalid_policy_file_fails_closed_naming_file_and_problem(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    with pytest.raises(PolicyFileError, match=problem) as refused:
+        load_policy(path)
+    assert str(path) in str(refused.value)
+
+
+def test_a_missing_policy_file_fails_closed(tmp_path: Path) -> None:
+    with pytest.raises(PolicyFileError, match="cannot read"):
+        load_policy(tmp_path / "absent.yaml")
+
+
+def test_the_default_policy_is_the_shipped_file() -> None:
+    assert DEFAULT_POLICY.name == "policy.yaml"
+    assert load_policy() == load_policy(DEFAULT_POLICY)
 
 
 class _Recording:
     def __init__(self) -> None:
         self.asked: list[tuple[str, str]] = []
 
+    async def role(self, clinician_sub: str) -> str | None:
+        return "physician"
+
     async def patient(self, clinician_sub: str, patient_id: str) -> PatientFacts | None:
         self.asked.append((clinician_sub, patient_id))
-        return MINE
+        return PatientFacts(sensitive=False, on_care_team=True)
 
 
 async def test_the_policy_looks_up_the_patient_named_by_the_detail() -> None:

@@ -81,6 +81,17 @@ async def test_exchange_sends_subject_actor_and_assertion_as_the_contract_says(
     assert stack.vault.logins == [f"svid-for-{VAULT_AUDIENCE}"]
 
 
+async def test_each_exchange_gets_a_fresh_actor_svid(tmp_path: Path) -> None:
+    """The IdP accepts an actor_token once; the client assertion may be cached."""
+    stack = make_stack(tmp_path)
+
+    for _ in range(2):
+        async with stack.rhythm.call(USER_TOKEN, DETAIL, tool="read_patient_record"):
+            pass
+
+    assert stack.svids.fresh == [ISSUER, ISSUER]
+
+
 async def test_detail_can_be_built_from_the_introspected_sub(tmp_path: Path) -> None:
     stack = make_stack(tmp_path)
 

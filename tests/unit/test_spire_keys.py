@@ -63,3 +63,11 @@ def test_bundle_holds_only_the_public_key() -> None:
 
     assert b'"d"' not in authority.jwks
     assert authority.kid.encode() in authority.jwks
+
+
+def test_every_jwt_svid_has_its_own_jti() -> None:
+    """The IdP refuses a replayed actor_token by jti, so each SVID needs one."""
+    authority = JwtAuthority("trustloop.local")
+    tokens = [authority.mint("spiffe://trustloop.local/w", ["aud"]) for _ in range(2)]
+    jtis = [authority.validate(t, "aud")[1]["jti"] for t in tokens]
+    assert jtis[0] != jtis[1]

@@ -52,7 +52,7 @@ def demo() -> None:
         start_and_report(stack)
         if stack.cluster is None:
             fail("PostgreSQL did not start")
-        load_into(stack.cluster, samples_path())
+        load_into(stack.cluster, samples_path(), stack.settings.state_dir)
         _session(stack.settings, stack.cluster)
     except (StackError, InvocationError, OSError) as exc:
         fail(str(exc))

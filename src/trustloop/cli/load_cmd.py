@@ -1,4 +1,8 @@
-"""``trustloop load [PATH]``: import FHIR R4 bundles and set up the demo care teams."""
+"""``trustloop load [PATH]``: import FHIR R4 bundles and set up the demo care teams.
+
+The care teams go to PostgreSQL (row-level security) and, when the IdP is running,
+to the IdP's directory over its admin socket (the exchange policy's facts).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from trustloop.cli.output import console, fail
 from trustloop.devstack.demo_setup import apply_demo_setup
+from trustloop.devstack.idp.admin import admin_socket
+from trustloop.devstack.idp.provision import (
+    AdminUnreachableError,
+    ProvisionError,
+    provision_from_database,
+)
 from trustloop.devstack.postgres import (
     ClusterError,
     ClusterInfo,
@@ -44,8 +54,8 @@ def load(
         fail(str(exc))
     try:
         apply_schema(cluster.admin_conninfo())
-        load_into(cluster, source)
-    except BundleError as exc:
+        load_into(cluster, source, settings.state_dir)
+    except (BundleError, ProvisionError) as exc:
         fail(str(exc))
     finally:
         if started_here:
@@ -71,8 +81,8 @@ def _answers(settings: Settings) -> bool:
         return False
 
 
-def load_into(cluster: ClusterInfo, source: Path) -> None:
-    """Import ``source`` with a progress bar, then assign the demo care teams."""
+def load_into(cluster: ClusterInfo, source: Path, state_dir: Path) -> None:
+    """Import ``source``, assign the demo care teams, provision them to the IdP."""
     with Progress(
         TextColumn("loading {task.description}"),
         BarColumn(),
@@ -92,6 +102,24 @@ def load_into(cluster: ClusterInfo, source: Path) -> None:
             apply_demo_setup(cluster.admin_conninfo())
     summary = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()) if n)
     console.print(f"  ✓ loaded {summary}")
+    provision_idp(cluster, state_dir)
+
+
+def provision_idp(cluster: ClusterInfo, state_dir: Path) -> None:
+    """Copy the care teams to a running IdP; else say when that happens."""
+    later = "  IdP not running: care teams are provisioned at the next `trustloop up`"
+    if not admin_socket(state_dir).exists():
+        console.print(later)
+        return
+    try:
+        done = provision_from_database(state_dir, cluster.admin_conninfo())
+    except AdminUnreachableError:
+        console.print(later)
+        return
+    console.print(
+        f"  ✓ provisioned the IdP: {done.patients} patients, "
+        f"{done.care_teams} care teams"
+    )
 
 
 def load_samples_if_empty(stack: Stack) -> None:
@@ -101,4 +129,4 @@ def load_samples_if_empty(stack: Stack) -> None:
     with psycopg.connect(stack.cluster.admin_conninfo()) as conn:
         row = conn.execute("select count(*) from clinical.patients").fetchone()
     if row is not None and row[0] == 0:
-        load_into(stack.cluster, samples_path())
+        load_into(stack.cluster, samples_path(), stack.settings.state_dir)

@@ -173,6 +173,8 @@ class Stack:
             report("postgres", f"{cluster.host}:{cluster.port}/{cluster.dbname}")
             for part in self.parts:
                 self._start_part(part)
+                if part.name == "idp":
+                    self._provision_idp(cluster)
                 report(part.name, part.listens)
         except BaseException:
             self.stop()
@@ -184,6 +186,18 @@ class Stack:
         self.cluster = start_cluster(self.settings.state_dir)
         apply_schema(self.cluster.admin_conninfo())
         return self.cluster
+
+    def _provision_idp(self, cluster: ClusterInfo) -> None:
+        """Copy the demo care teams stored in PostgreSQL into the IdP's directory."""
+        from trustloop.devstack.idp.provision import (
+            ProvisionError,
+            provision_from_database,
+        )
+
+        try:
+            provision_from_database(self.settings.state_dir, cluster.admin_conninfo())
+        except ProvisionError as exc:
+            raise StackError(f"idp: provisioning failed: {exc}") from exc
 
     def _take_lock(self) -> None:
         """One supervisor per state directory: a second ``up`` is refused, not mixed in."""

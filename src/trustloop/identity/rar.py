@@ -13,7 +13,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 RarType = Literal["patient_record", "care_team_roster"]
-Action = Literal["read"]
+Action = Literal["read", "write_note", "update_medication"]
+# The actions each type accepts: the roster is only ever read.
+_ACTIONS: dict[str, frozenset[str]] = {
+    "patient_record": frozenset({"read", "write_note", "update_medication"}),
+    "care_team_roster": frozenset({"read"}),
+}
 
 # FHIR ids: [A-Za-z0-9\-\.]{1,64} (FHIR R4 datatypes, "id").
 _FHIR_ID = r"[A-Za-z0-9\-.]{1,64}"
@@ -36,6 +41,8 @@ class AuthorizationDetail(BaseModel):
     def _identifier_matches_type(self) -> AuthorizationDetail:
         if not _IDENTIFIER[self.type].fullmatch(self.identifier):
             raise ValueError(f"identifier does not name a resource of type {self.type}")
+        if self.action not in _ACTIONS[self.type]:
+            raise ValueError(f"action {self.action} is not defined for {self.type}")
         return self
 
     @property

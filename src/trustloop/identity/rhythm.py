@@ -233,12 +233,15 @@ class Rhythm:
     ) -> tuple[str, str]:
         """Step 2, RFC 8693 §2.1 with an RFC 9396 ``authorization_details``."""
         with record.timed("exchange"):
-            svid = await self._svids.afetch_jwt_svid(self._issuer)
+            # The IdP accepts an actor_token once (its jti); the client assertion
+            # may be the cached SVID (RFC 7523 §3: replay checks are optional).
+            assertion = await self._svids.afetch_jwt_svid(self._issuer)
+            actor = await self._svids.afetch_fresh_jwt_svid(self._issuer)
             try:
                 obo = await self._idp.exchange(
                     subject_token=user_token,
-                    actor_token=svid.token,
-                    client_assertion=svid.token,
+                    actor_token=actor.token,
+                    client_assertion=assertion.token,
                     audience=self._vault_audience,
                     detail=detail,
                 )

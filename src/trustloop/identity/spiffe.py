@@ -3,7 +3,9 @@
 Wraps the unmodified :class:`spiffe.WorkloadApiClient`, which finds the agent's
 socket in ``SPIFFE_ENDPOINT_SOCKET`` (Workload Endpoint standard §4) unless a path
 is given. A JWT-SVID is cached per audience until half its lifetime has passed,
-the point at which SPIRE's own agent rotates, so most calls cost no round trip.
+the point at which SPIRE's own agent rotates, so most calls cost no round trip;
+:meth:`WorkloadIdentity.afetch_fresh_jwt_svid` skips the cache, for a relying party
+that accepts each SVID once (the IdP's ``actor_token``).
 
 Exceptions::
 
@@ -105,6 +107,16 @@ class WorkloadIdentity:
         if cached is not None and self._clock() < cached.refresh_at:
             return cached.svid
         return await anyio.to_thread.run_sync(self.fetch_jwt_svid, audience)
+
+    async def afetch_fresh_jwt_svid(self, audience: str) -> JwtSvidToken:
+        """A newly minted JWT-SVID (its own ``jti``), never one served before."""
+        if not audience:
+            raise ValueError("a JWT-SVID needs an audience")
+        return await anyio.to_thread.run_sync(self._fetch_locked, audience)
+
+    def _fetch_locked(self, audience: str) -> JwtSvidToken:
+        with self._lock:
+            return self._fetch(audience)
 
     def _fetch(self, audience: str) -> JwtSvidToken:
         fetched_at = self._clock()

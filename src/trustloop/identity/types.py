@@ -25,6 +25,8 @@ Connection = psycopg.Connection[Any]
 class SvidSource(Protocol):
     async def afetch_jwt_svid(self, audience: str) -> JwtSvidToken: ...
 
+    async def afetch_fresh_jwt_svid(self, audience: str) -> JwtSvidToken: ...
+
 
 class Introspector(Protocol):
     async def introspect(

@@ -2,9 +2,12 @@
 
 Routes: ``GET /.well-known/openid-configuration`` (RFC 8414 / OIDC Discovery),
 ``GET /oauth2/jwks``, ``POST /oauth2/token`` (``password`` in the local profile,
-token exchange), ``POST /oauth2/introspect``, ``GET /v1.0/events`` (the audit
-events, for a workload holding a JWT-SVID; see :mod:`.events`). Every error is an RFC 6749 §5.2 JSON
-answer with ``Cache-Control: no-store``; so is every token answer (§5.1).
+token exchange), ``POST /oauth2/introspect``, ``POST /oauth2/revoke`` and
+``POST /oauth2/logout`` (see :mod:`.revocation`), in the local profile only
+``POST /dev/rotate-keys`` (:meth:`.SigningKeys.rotate`, answers the new ``kid``),
+``GET /v1.0/events`` (the audit events, for a workload holding a JWT-SVID; see
+:mod:`.events`). Every error is an RFC 6749 §5.2 JSON answer with
+``Cache-Control: no-store``; so is every token answer (§5.1).
 """
 
 from __future__ import annotations
@@ -23,21 +26,21 @@ from starlette.routing import Route
 from trustloop.audit.chain import AuditLog, AuditWriteError
 from trustloop.devstack.idp import password_grant, token_exchange
 from trustloop.devstack.idp.client_auth import ClientAuthenticator
+from trustloop.devstack.idp.directory import Directory, directory_file
 from trustloop.devstack.idp.errors import NO_STORE, OAuthProblem, invalid_request
 from trustloop.devstack.idp.events import EventsApi, Unauthorized, unauthorized_headers
 from trustloop.devstack.idp.introspection import Introspection
 from trustloop.devstack.idp.keys import SigningKeys
-from trustloop.devstack.idp.policy import CareTeamFacts, CareTeamPolicy, PostgresFacts
+from trustloop.devstack.idp.policy import CareTeamFacts, CareTeamPolicy, load_policy
+from trustloop.devstack.idp.revocation import Revocation
 from trustloop.devstack.idp.tokens import AccessTokens, TokenIssuer
 from trustloop.devstack.idp.users import DemoUsers
 from trustloop.devstack.jwtcheck import ALGORITHM, Clock, JwksCache
-from trustloop.devstack.postgres import load_info
 from trustloop.identity.rar import RarType
 from trustloop.settings import Settings
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_FORM_BYTES = 64 * 1024
-IDP_DB_ROLE = "trustloop_idp"
 
 Handler = Callable[[Mapping[str, str]], Awaitable[dict[str, Any]]]
 
@@ -53,6 +56,8 @@ class Idp:
     grants: Mapping[str, Handler]
     introspection: Introspection
     events: EventsApi
+    revocation: Revocation
+    logout: Revocation
 
 
 def build_idp(
@@ -63,9 +68,9 @@ def build_idp(
     users: DemoUsers | None = None,
     clock: Clock = time.time,
 ) -> Idp:
-    """Wire the IdP; by default from the stack (SPIFFE JWKS, PostgreSQL, state dir)."""
+    """Wire the IdP; by default from the stack (SPIFFE JWKS, state dir, policy file)."""
     issuer_url = settings.idp_issuer
-    keys = SigningKeys()
+    keys = SigningKeys(clock=clock)
     audit = AuditLog(settings.audit_dir / "idp.jsonl", "idp")
     svid_keys = svid_keys or JwksCache(f"{settings.spire_bundle_url.rstrip('/')}/keys")
     clients = ClientAuthenticator(
@@ -83,8 +88,12 @@ def build_idp(
         access_tokens=access_tokens,
         issuer=issuer,
         vault_audience=settings.vault_audience,
-        policy=CareTeamPolicy(facts or _postgres_facts(settings)),
+        policy=CareTeamPolicy(
+            facts or Directory(directory_file(settings.state_dir)),
+            load_policy(settings.idp_policy),
+        ),
         audit=audit,
+        clock=clock,
     )
     grants: dict[str, Handler] = {token_exchange.GRANT_TYPE: exchange}
     if settings.profile == "local":
@@ -96,12 +105,12 @@ def build_idp(
         clients=clients, access_tokens=access_tokens, audit=audit
     )
     events = EventsApi(audit.path, clients=clients, clock=clock)
-    return Idp(settings, keys, issuer, access_tokens, grants, introspection, events)
-
-
-def _postgres_facts(settings: Settings) -> CareTeamFacts:
-    info = load_info(settings.state_dir)
-    return PostgresFacts(info.admin_conninfo(IDP_DB_ROLE))
+    revocation = Revocation(clients=clients, access_tokens=access_tokens, audit=audit)
+    logout = Revocation(
+        clients=clients, access_tokens=access_tokens, audit=audit, session=True
+    )
+    parts = (keys, issuer, access_tokens, grants, introspection, events)
+    return Idp(settings, *parts, revocation, logout)
 
 
 def create_app(idp: Idp) -> Starlette:
@@ -123,6 +132,16 @@ def create_app(idp: Idp) -> Starlette:
     async def events(request: Request) -> Response:
         return await _events(request, idp.events)
 
+    async def revoke(request: Request) -> Response:
+        return await _answer(request, idp.revocation)
+
+    async def logout(request: Request) -> Response:
+        return await _answer(request, idp.logout)
+
+    async def rotate_keys(request: Request) -> Response:
+        # Dev-only trigger; the route exists in the local profile only.
+        return JSONResponse({"kid": idp.keys.rotate()}, headers=NO_STORE)
+
     app = Starlette(
         routes=[
             Route("/.well-known/openid-configuration", openid_configuration),
@@ -130,8 +149,12 @@ def create_app(idp: Idp) -> Starlette:
             Route("/oauth2/token", token, methods=["POST"]),
             Route("/oauth2/introspect", introspect, methods=["POST"]),
             Route("/v1.0/events", events),
+            Route("/oauth2/revoke", revoke, methods=["POST"]),
+            Route("/oauth2/logout", logout, methods=["POST"]),
         ]
     )
+    if idp.settings.profile == "local":
+        app.add_route("/dev/rotate-keys", rotate_keys, methods=["POST"])
     app.state.idp = idp
     return app
 
@@ -204,12 +227,15 @@ def _discovery(settings: Settings) -> dict[str, Any]:
         "issuer": issuer,
         "token_endpoint": f"{issuer}/oauth2/token",
         "introspection_endpoint": f"{issuer}/oauth2/introspect",
+        "revocation_endpoint": f"{issuer}/oauth2/revoke",
         "jwks_uri": f"{issuer}/oauth2/jwks",
         "grant_types_supported": grants,
         "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
         "token_endpoint_auth_signing_alg_values_supported": [ALGORITHM],
         "introspection_endpoint_auth_methods_supported": ["private_key_jwt"],
         "introspection_endpoint_auth_signing_alg_values_supported": [ALGORITHM],
+        "revocation_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
+        "revocation_endpoint_auth_signing_alg_values_supported": [ALGORITHM],
         "id_token_signing_alg_values_supported": [ALGORITHM],
         "subject_types_supported": ["public"],
         "scopes_supported": sorted(password_grant.ALLOWED_SCOPES),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import anyio.to_thread
 
@@ -23,7 +24,7 @@ from trustloop.devstack.jwtcheck import (
     Clock,
     JwksCache,
     JwtInvalidError,
-    verify_jwt_svid,
+    verify_jwt_svid_claims,
 )
 from trustloop.identity.oauth import CLI_CLIENT_ID, JWT_BEARER_ASSERTION
 
@@ -62,11 +63,16 @@ class ClientAuthenticator:
 
     async def svid(self, token: str) -> str:
         """Validate a JWT-SVID for this issuer; may fetch the trust bundle."""
+        sub: str = (await self.svid_claims(token))["sub"]
+        return sub
+
+    async def svid_claims(self, token: str) -> dict[str, Any]:
+        """:meth:`svid`, answering every claim (``sub``, ``jti``, ``exp``...)."""
         # In a worker thread: an unknown kid makes the cache fetch the JWKS over HTTP.
         return await anyio.to_thread.run_sync(self._verify_svid, token)
 
-    def _verify_svid(self, token: str) -> str:
-        return verify_jwt_svid(
+    def _verify_svid(self, token: str) -> dict[str, Any]:
+        return verify_jwt_svid_claims(
             token,
             self._keys,
             audience=self._issuer,

@@ -11,9 +11,15 @@ Error codes, as the specs name them:
 - ``unauthorized_client``: the client may not exchange tokens (RFC 6749 §5.2).
 - ``invalid_request``: a missing or unsupported parameter, or a ``subject_token`` or
   ``actor_token`` that is "invalid for any reason, or unacceptable based on
-  policy" (RFC 8693 §2.2.2).
-- ``invalid_target``: an ``audience`` other than Vault (RFC 8693 §2.2.2).
-- ``invalid_authorization_details``: not exactly one well-formed detail (RFC 9396 §5).
+  policy" (RFC 8693 §2.2.2), including a subject whose ``may_act`` does not name
+  the actor (RFC 8693 §4.4).
+- ``invalid_grant``: an ``actor_token`` whose ``jti`` was already presented: the
+  actor token is single-use within its lifetime (client assertions are not: RFC 7523
+  §3 lets the server choose, and a workload reuses its cached JWT-SVID for them).
+- ``invalid_target``: an ``audience`` other than Vault, or any ``resource`` (RFC
+  8693 §2.2.2).
+- ``invalid_authorization_details``: anything but a JSON array of exactly one
+  detail of a registered type with no unknown fields (RFC 9396 §5).
 - ``access_denied`` (403): the policy refused; the description names the resource
   and the reason.
 
@@ -23,9 +29,12 @@ Every exchange, granted or refused, is one audit event (``token_exchanged`` or
 
 from __future__ import annotations
 
+import json
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 import structlog
 from pydantic import ValidationError
@@ -39,13 +48,13 @@ from trustloop.devstack.idp.policy import (
     PolicyUnavailableError,
 )
 from trustloop.devstack.idp.tokens import AccessTokens, TokenIssuer
-from trustloop.devstack.jwtcheck import JwtInvalidError
+from trustloop.devstack.jwtcheck import LEEWAY_S, Clock, JwtInvalidError
 from trustloop.identity.oauth import (
     ACCESS_TOKEN_TYPE,
     JWT_TOKEN_TYPE,
     TOKEN_EXCHANGE_GRANT,
 )
-from trustloop.identity.rar import AuthorizationDetail, parse_details
+from trustloop.identity.rar import AuthorizationDetail, RarType, parse_details
 
 GRANT_TYPE = TOKEN_EXCHANGE_GRANT
 
@@ -87,6 +96,7 @@ class TokenExchange:
         vault_audience: str,
         policy: CareTeamPolicy,
         audit: AuditLog,
+        clock: Clock = time.time,
     ) -> None:
         if not vault_audience or not exchange_clients:
             raise ValueError("token exchange needs Vault's audience and its clients")
@@ -97,6 +107,7 @@ class TokenExchange:
         self._vault_audience = vault_audience
         self._policy = policy
         self._audit = audit
+        self._actor_jtis = SeenJtis(clock)
 
     async def __call__(self, form: Mapping[str, str]) -> dict[str, Any]:
         """The RFC 8693 §2.2.1 answer, or :class:`OAuthProblem` (always audited)."""
@@ -120,8 +131,9 @@ class TokenExchange:
 
         attempt.rule = "request"
         _check_token_types(form)
-        subject = self._subject(form, attempt)
+        subject, may_act = self._subject(form, attempt)
         attempt.actor = await self._actor(form, attempt.client)
+        _check_may_act(may_act, attempt.actor)
         self._check_audience(form)
         detail = self._detail(form, attempt)
 
@@ -134,22 +146,31 @@ class TokenExchange:
             )
         return self._grant(attempt, subject, detail, decision)
 
-    def _subject(self, form: Mapping[str, str], attempt: _Attempt) -> str:
+    def _subject(
+        self, form: Mapping[str, str], attempt: _Attempt
+    ) -> tuple[str, object]:
+        """The subject's ``sub`` and its ``may_act`` claim (None when absent)."""
         claims = self._access_tokens.active_claims(_required(form, "subject_token"))
         if claims is None:
             raise invalid_request("subject_token is invalid")
         attempt.subject_jti = claims["jti"]
         attempt.sub = claims["sub"]
         sub: str = claims["sub"]
-        return sub
+        return sub, claims.get("may_act")
 
     async def _actor(self, form: Mapping[str, str], client: str) -> str:
         try:
-            actor = await self._clients.svid(_required(form, "actor_token"))
+            claims = await self._clients.svid_claims(_required(form, "actor_token"))
         except JwtInvalidError as exc:
             raise invalid_request("actor_token is invalid") from exc
+        actor: str = claims["sub"]
         if actor != client:
             raise invalid_request("actor_token does not name the authenticated client")
+        jti, exp = claims.get("jti"), claims.get("exp")
+        if not isinstance(jti, str) or not jti or not isinstance(exp, int | float):
+            raise invalid_request("actor_token must carry a jti")
+        if not self._actor_jtis.first_use(jti, exp):
+            raise OAuthProblem("invalid_grant", "actor_token was already used")
         return actor
 
     def _check_audience(self, form: Mapping[str, str]) -> None:
@@ -163,13 +184,12 @@ class TokenExchange:
     ) -> AuthorizationDetail:
         attempt.rule = "authorization_details"
         raw = _required(form, "authorization_details")
+        _check_details_shape(raw)
         try:
             details = parse_details(raw)
         except ValidationError as exc:
             raise _invalid_details("authorization_details is malformed") from exc
         attempt.requested = [d.model_dump(mode="json") for d in details]
-        if len(details) != 1:
-            raise _invalid_details("exactly one authorization detail is required")
         return details[0]
 
     async def _decide(
@@ -240,6 +260,59 @@ def _check_token_types(form: Mapping[str, str]) -> None:
         raise invalid_request(f"actor_token_type must be {JWT_TOKEN_TYPE}")
     if form.get("requested_token_type", JWT_TOKEN_TYPE) != JWT_TOKEN_TYPE:
         raise invalid_request(f"requested_token_type must be {JWT_TOKEN_TYPE}")
+
+
+class SeenJtis:
+    """Actor-token ``jti``s already presented, each kept until its token expires."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def first_use(self, jti: str, exp: float) -> bool:
+        """Record ``jti``; False if it was seen before (a replay)."""
+        now = self._clock()
+        with self._lock:
+            # The validator accepts a token up to LEEWAY_S past exp: keep it as long.
+            expired = [j for j, e in self._seen.items() if e + LEEWAY_S < now]
+            for old in expired:
+                del self._seen[old]
+            if jti in self._seen:
+                return False
+            self._seen[jti] = exp
+            return True
+
+
+def _check_may_act(may_act: object, actor: str) -> None:
+    """RFC 8693 §4.4: if the subject names who may act for it, it must be the actor."""
+    if may_act is None:
+        return
+    if not isinstance(may_act, dict) or may_act.get("sub") != actor:
+        raise invalid_request("the subject_token's may_act does not name the actor")
+
+
+_REGISTERED_TYPES = frozenset(get_args(RarType))
+_DETAIL_FIELDS = frozenset({"type", "actions", "identifier"})
+
+
+def _check_details_shape(raw: str) -> None:
+    """RFC 9396 §2/§5: say which rule a refused ``authorization_details`` broke."""
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise _invalid_details("authorization_details is not valid JSON") from exc
+    if not isinstance(value, list):
+        raise _invalid_details("authorization_details must be a JSON array")
+    if len(value) != 1:
+        raise _invalid_details("exactly one authorization detail is required")
+    detail = value[0]
+    if not isinstance(detail, dict):
+        raise _invalid_details("an authorization detail must be a JSON object")
+    if detail.get("type") not in _REGISTERED_TYPES:
+        raise _invalid_details("authorization detail type is not registered")
+    if not set(detail) <= _DETAIL_FIELDS:
+        raise _invalid_details("authorization detail has unknown fields")
 
 
 def _required(form: Mapping[str, str], name: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -43,7 +44,7 @@ class JwtAuthority:
         return json.dumps({"keys": [jwk]}, sort_keys=True).encode()
 
     def mint(self, spiffe_id: str, audience: Sequence[str]) -> str:
-        """A signed JWT-SVID for ``spiffe_id``, valid for five minutes."""
+        """A signed JWT-SVID for ``spiffe_id``, valid for five minutes, unique ``jti``."""
         if not audience:
             raise ValueError("a JWT-SVID needs an audience")
 
@@ -54,6 +55,9 @@ class JwtAuthority:
             "aud": list(audience),
             "iat": now,
             "exp": now + JWT_SVID_TTL_S,
+            # Unique per SVID, so a relying party may refuse a replay (RFC 7519
+            # §4.1.7); the IdP does for actor tokens.
+            "jti": str(uuid.uuid4()),
         }
         return jwt.encode(header, claims, self._key, algorithms=[ALGORITHM])
 
