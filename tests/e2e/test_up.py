@@ -41,6 +41,17 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trustloop.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_up_serves_questions_and_ctrl_c_stops_every_part(
     pg_state_dir_factory: Callable[[str], Path],
 ) -> None:
@@ -60,22 +71,7 @@ def test_up_serves_questions_and_ctrl_c_stops_every_part(
         assert "loaded" in output  # first start loads the bundled samples
         pg_port = int(output.split("✓ postgres 127.0.0.1:")[1].split("/")[0])
 
-        asked = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "trustloop.cli",
-                "ask",
-                "--as",
-                "bokafor",
-                "list my patients",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        asked = _cli(env, "ask", "--as", "bokafor", "list my patients")
         assert asked.returncode == 0, asked.stderr
         assert "patients on your care team" in asked.stdout
 
@@ -130,48 +126,19 @@ def test_a_second_up_is_refused_and_the_first_keeps_serving(
     env = stack.child_env("cli")
     first, _ = _start_up(env)
     try:
-        same_state = subprocess.run(
-            [sys.executable, "-m", "trustloop.cli", "up"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        same_state = _cli(env, "up")
         assert same_state.returncode == 1
         assert "another trustloop stack is running" in same_state.stderr
 
         other_state = dict(
             env, TRUSTLOOP_STATE_DIR=str(pg_state_dir_factory("up-other"))
         )
-        same_ports = subprocess.run(
-            [sys.executable, "-m", "trustloop.cli", "up"],
-            env=other_state,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        same_ports = _cli(other_state, "up")
         assert same_ports.returncode == 1
         assert "already in use" in same_ports.stderr
         assert "Traceback" not in same_ports.stderr + same_ports.stdout
 
-        asked = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "trustloop.cli",
-                "ask",
-                "--as",
-                "achen",
-                "list my patients",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        asked = _cli(env, "ask", "--as", "achen", "list my patients")
         assert asked.returncode == 0, asked.stderr
         assert "patients on your care team" in asked.stdout
 
@@ -226,14 +193,7 @@ def test_down_stops_the_stack_of_the_state_folder(
     env = stack.child_env("cli")
     up, output = _start_up(env)
     try:
-        down = subprocess.run(
-            [sys.executable, "-m", "trustloop.cli", "down"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        down = _cli(env, "down")
         assert down.returncode == 0, down.stderr
         assert up.wait(timeout=30) == 0
         assert _http_parts_down(stack)
