@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     pg_port: int = Field(default=5432, ge=1, le=65535)
     pg_dbname: str = "trustloop"
 
+    # A restricted chart waits this long for the clinician's push approval.
+    step_up_timeout_s: float = Field(default=60.0, gt=0)
+    # Dev-only: the IdP answers every push itself (demos, tests); local only.
+    step_up_auto: Literal["off", "approve", "deny"] = "off"
+
     model: Literal["offline", "bedrock"] = "offline"
     # Test capture of every model input (dev-only; holds chart data, never logs).
     model_transcript: Path | None = None
@@ -67,6 +72,12 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Arguments, then ``TRUSTLOOP_*`` variables, then ``trustloop.toml``."""
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @model_validator(mode="after")
+    def _auto_answer_is_local_only(self) -> Settings:
+        if self.step_up_auto != "off" and self.profile != "local":
+            raise ValueError("step_up_auto is dev-only: the local profile only")
+        return self
 
     @property
     def mcp_resource(self) -> str:

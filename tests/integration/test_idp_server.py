@@ -28,7 +28,12 @@ from trustloop.devstack.idp.provision import (
 from trustloop.devstack.idp.users import demo_password
 from trustloop.devstack.net import free_port
 from trustloop.devstack.spire import SpireServer
-from trustloop.identity.oauth import IdpClient, IssuedToken, OAuthError
+from trustloop.identity.oauth import (
+    IdpClient,
+    IssuedToken,
+    MfaChallengeError,
+    OAuthError,
+)
 from trustloop.identity.rar import AuthorizationDetail, patient_read, roster_read
 from trustloop.settings import Settings
 
@@ -213,7 +218,6 @@ async def test_exchange_grants_the_clinicians_own_roster(
     ("which", "expected"),
     [
         ("not_mine", "not on your care team"),
-        ("mine_sensitive", "step-up approval is required"),
         ("unknown", "not on your care team"),
     ],
 )
@@ -236,6 +240,22 @@ async def test_the_policy_refuses_with_access_denied(
     assert refused.value.status == 403
     assert f"Patient/{patient_id}" in refused.value.description
     assert expected in refused.value.description
+
+
+async def test_a_restricted_patient_on_the_care_team_asks_for_step_up(
+    client: IdpClient,
+    spire: SpireServer,
+    idp: RunningIdp,
+    user_token: IssuedToken,
+    patients: Patients,
+) -> None:
+    detail = patient_read(patients.mine_sensitive)
+    with pytest.raises(MfaChallengeError) as challenged:
+        await _exchange(client, spire, idp, user_token.access_token, detail)
+
+    claims = _claims(challenged.value.challenge)
+    assert claims["aud"] == idp.settings.idp_issuer
+    assert claims["authorization_details"] == [detail.model_dump(mode="json")]
 
 
 async def test_two_details_or_a_widened_detail_are_refused(

@@ -12,6 +12,7 @@ from trustloop.identity.oauth import Introspection, IssuedToken
 from trustloop.identity.rar import AuthorizationDetail
 from trustloop.identity.rhythm import Rhythm
 from trustloop.identity.spiffe import JwtSvidToken
+from trustloop.identity.step_up import ClientAssertion, Progress
 from trustloop.identity.types import Connection
 from trustloop.identity.vault import Lease
 
@@ -182,3 +183,27 @@ def make_stack(tmp_path: Path, **overrides: Any) -> Stack:
         **overrides,
     )
     return Stack(rhythm, idp, svids, vault, connector, audit_path)
+
+
+@dataclass
+class FakeStepUp:
+    """Answers every step-up with ``error``, or with the OBO after one progress."""
+
+    error: Exception | None = None
+    challenges: list[str] = field(default_factory=list)
+
+    async def approve(
+        self,
+        challenge: str,
+        detail: AuthorizationDetail,
+        *,
+        client_assertion: ClientAssertion,
+        progress: Progress | None = None,
+    ) -> IssuedToken:
+        self.challenges.append(challenge)
+        if progress is not None:
+            await progress(0.0, 60.0, "approve on your device")
+        if self.error is not None:
+            raise self.error
+        await client_assertion()
+        return IssuedToken(OBO_TOKEN, 60, OBO_JTI, int(time.time()) + 60, "N_A")

@@ -380,7 +380,7 @@ def test_help_suggests_a_placeholder_not_a_patient_name() -> None:
     assert "Carter" not in step.text
 
 
-def test_roster_says_restricted_charts_cannot_be_opened_in_this_release(
+def test_roster_says_restricted_charts_need_approval_on_the_device(
     make_agent: AgentFactory,
 ) -> None:
     agent, _ = make_agent()
@@ -388,7 +388,6 @@ def test_roster_says_restricted_charts_cannot_be_opened_in_this_release(
     answer = str(agent("list my patients"))
 
     assert answer.strip().endswith(
-        "Restricted charts need step-up approval, which is not available in this "
-        "release, so I can't open them."
+        "Restricted charts need your approval on your device (step-up) when I "
+        "open them."
     )
-    assert "on your device" not in answer

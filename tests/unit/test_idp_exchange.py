@@ -247,7 +247,6 @@ async def test_exchange_grants_the_clinicians_own_roster(world: World) -> None:
     [
         (patient_read("p-other"), "Patient/p-other: not on your care team"),
         (patient_read("p-unknown"), "Patient/p-unknown: not on your care team"),
-        (patient_read("p-restricted"), "step-up approval is required"),
         (roster_read("clin-bokafor"), "only by its own clinician"),
     ],
 )
@@ -260,14 +259,6 @@ async def test_policy_refusals_are_access_denied(
     assert refused.value.error == "access_denied"
     assert refused.value.status == 403
     assert reason in refused.value.description
-
-
-async def test_a_sensitive_patient_refusal_says_step_up_is_not_available_yet(
-    world: World,
-) -> None:
-    with pytest.raises(OAuthError) as refused:
-        await _exchange(world, patient_read("p-restricted"))
-    assert "not available yet in this release" in refused.value.description
 
 
 async def test_an_audience_other_than_vault_is_invalid_target(world: World) -> None:

@@ -146,15 +146,15 @@ async def test_authorization_details_that_are_not_json_are_refused(
     )
 
 
-async def test_a_registered_write_action_is_refused_until_consent_exists(
+async def test_a_registered_write_action_asks_for_the_clinicians_consent(
     world: World,
 ) -> None:
     details = [{**MINE, "actions": ["write_note"]}]
     response = await _raw_exchange(world, authorization_details=json.dumps(details))
 
-    assert response.status_code == 403
-    assert response.json()["error"] == "access_denied"
-    assert "not available yet in this release" in response.json()["error_description"]
+    assert response.status_code == 200
+    assert response.json()["scope"] == "mfa_challenge"
+    assert "issued_token_type" not in response.json()
 
 
 def _subject_token(world: World, **extra: Any) -> str:

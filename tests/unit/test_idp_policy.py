@@ -7,10 +7,8 @@ from pathlib import Path
 import pytest
 
 from trustloop.devstack.idp.policy import (
-    CONSENT_REQUIRED,
     DEFAULT_POLICY,
     NO_RULE,
-    STEP_UP_REQUIRED,
     CareTeamPolicy,
     PatientFacts,
     PolicyAction,
@@ -54,13 +52,13 @@ def _ask(
         (_ask("read", role="nurse"), PolicyDecision(True, "on the clinician's care team", "care_team")),
         (_ask("read", team=False), _deny(OFF_TEAM, "not_care_team")),
         (_ask("read", team=False, sensitive=True), _deny(OFF_TEAM, "not_care_team")),
-        (_ask("read", sensitive=True), _deny(STEP_UP_REQUIRED, "step_up")),
+        (_ask("read", sensitive=True), PolicyDecision(True, "restricted patient on the clinician's care team", "step_up", ("step_up",))),
         (_ask("read", role="pharmacist"), _deny(NO_RULE, "default_deny")),
         (_ask("read", role=None), _deny(NO_RULE, "default_deny")),
-        (_ask("write_note"), _deny(CONSENT_REQUIRED, "write_note")),
-        (_ask("write_note", sensitive=True), _deny(STEP_UP_REQUIRED, "write_note_sensitive")),
+        (_ask("write_note"), PolicyDecision(True, "note approved by the clinician", "write_note", ("consent",))),
+        (_ask("write_note", sensitive=True), PolicyDecision(True, "note on a restricted patient, approved by the clinician", "write_note_sensitive", ("step_up", "consent"))),
         (_ask("write_note", team=False), _deny(OFF_TEAM, "not_care_team")),
-        (_ask("update_medication"), _deny(CONSENT_REQUIRED, "update_medication")),
+        (_ask("update_medication"), PolicyDecision(True, "medication change approved by the clinician", "update_medication", ("consent",))),
         (_ask("update_medication", role="nurse"), _deny(NO_RULE, "default_deny")),
     ],
 )  # fmt: skip

@@ -17,11 +17,9 @@ HELP = (
     "Patient/<id>). I can't answer other questions yet."
 )
 
-# Step-up approval is not built yet (the IdP refuses every restricted chart), so
-# the note must not suggest the clinician can approve anything.
+# The IdP decides: opening a restricted chart sends a push to the clinician.
 RESTRICTED_NOTE = (
-    "Restricted charts need step-up approval, which is not available in this "
-    "release, so I can't open them."
+    "Restricted charts need your approval on your device (step-up) when I open them."
 )
 
 _ACTIVE_CONDITION = {"active", "recurrence", "relapse"}

@@ -12,7 +12,14 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from trustloop.cli import ask_cmd, audit_cmd, demo_cmd, load_cmd, stack_cmd
+from trustloop.cli import (
+    approve_cmd,
+    ask_cmd,
+    audit_cmd,
+    demo_cmd,
+    load_cmd,
+    stack_cmd,
+)
 from trustloop.cli.output import report_error
 from trustloop.devstack.idp.users import DemoUsersFileError
 from trustloop.devstack.postgres import ClusterError
@@ -30,6 +37,7 @@ app.command("up")(stack_cmd.up)
 app.command("down")(stack_cmd.down)
 app.command("load")(load_cmd.load)
 app.command("ask")(ask_cmd.ask)
+app.command("approve")(approve_cmd.approve)
 app.command("demo")(demo_cmd.demo)
 app.add_typer(audit_cmd.app, name="audit")
 

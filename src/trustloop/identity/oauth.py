@@ -10,6 +10,8 @@ Exceptions::
     IdpError                      anything that went wrong talking to the IdP
     ├── OAuthError                the IdP answered an RFC 6749 §5.2 error;
     │                             ``str()`` is ``"<error>: <description>"``
+    ├── MfaChallengeError         the exchange answered ``scope=mfa_challenge``:
+    │                             step up first (:mod:`.step_up`)
     └── IdpUnavailableError       no usable answer (network, timeout, 5xx)
 
 httpx's errors become these at one choke point, :meth:`IdpClient._post`. Tokens,
@@ -36,6 +38,8 @@ TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105
 JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"  # noqa: S105
 JWT_BEARER_ASSERTION = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"  # RFC 7523 §2.1
+MFA_CHALLENGE_SCOPE = "mfa_challenge"
 CLI_CLIENT_ID = "trustloop-cli"
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 
@@ -56,6 +60,22 @@ class OAuthError(IdpError):
 
 class IdpUnavailableError(IdpError):
     """The IdP could not be reached or gave no usable answer."""
+
+
+class MfaChallengeError(IdpError):
+    """The exchange needs a fresh second factor (IBM Verify's ``mfa_challenge``).
+
+    ``challenge`` is the bearer token for the factor and verification APIs; it
+    never appears in a repr or a message.
+    """
+
+    def __init__(self, challenge: str, expires_in: int) -> None:
+        super().__init__("step-up required")
+        self.challenge = challenge
+        self.expires_in = expires_in
+
+    def __repr__(self) -> str:
+        return "MfaChallengeError(challenge=<redacted>)"
 
 
 class Introspection(BaseModel):
@@ -127,7 +147,8 @@ class IdpClient:
     ) -> IssuedToken:
         """RFC 8693 §2.1 token exchange for exactly one RFC 9396 detail.
 
-        Refuses an answer that grants anything other than ``detail``.
+        Refuses an answer that grants anything other than ``detail``; raises
+        :class:`MfaChallengeError` when the IdP asks for a step-up first.
         """
         details = json.dumps([detail.model_dump(mode="json")], separators=(",", ":"))
         form = {
@@ -142,11 +163,35 @@ class IdpClient:
         }
         body = await self._post("token_endpoint", form, client_assertion)
         issued = _issued(body)
+        if issued.scope == MFA_CHALLENGE_SCOPE:
+            raise MfaChallengeError(issued.access_token, issued.expires_in)
+        return _obo(body, issued, detail)
 
-        if issued.issued_token_type != JWT_TOKEN_TYPE:
-            raise IdpUnavailableError("the IdP issued an unexpected token type")
-        _require_granted(body, detail)
-        return issued
+    async def redeem_assertion(
+        self, assertion: str, *, client_assertion: str, detail: AuthorizationDetail
+    ) -> IssuedToken:
+        """RFC 7523 §2.1 jwt-bearer grant: an approved step-up assertion for the OBO.
+
+        Re-sends ``authorization_details`` as IBM Verify expects; the answer must
+        grant exactly ``detail``.
+        """
+        details = json.dumps([detail.model_dump(mode="json")], separators=(",", ":"))
+        form = {
+            "grant_type": JWT_BEARER_GRANT,
+            "assertion": assertion,
+            "authorization_details": details,
+        }
+        body = await self._post("token_endpoint", form, client_assertion)
+        return _obo(body, _issued(body), detail)
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The shared HTTP client (for :mod:`.step_up`'s Verify REST calls)."""
+        return self._http
+
+    @property
+    def issuer(self) -> str:
+        return self._issuer
 
     async def revoke(
         self,
@@ -267,6 +312,15 @@ def _issued(body: dict[str, Any]) -> IssuedToken:
         issued_token_type=body.get("issued_token_type"),
         scope=body.get("scope"),
     )
+
+
+def _obo(
+    body: dict[str, Any], issued: IssuedToken, detail: AuthorizationDetail
+) -> IssuedToken:
+    if issued.issued_token_type != JWT_TOKEN_TYPE:
+        raise IdpUnavailableError("the IdP issued an unexpected token type")
+    _require_granted(body, detail)
+    return issued
 
 
 def _unverified_claims(token: str) -> dict[str, Any]:

@@ -5,7 +5,9 @@
 2. **Exchange** it (RFC 8693) for a 60-second on-behalf-of (OBO) token:
    ``subject_token`` = the clinician's token, ``actor_token`` = our JWT-SVID,
    ``audience`` = Vault, ``authorization_details`` (RFC 9396) = one resource, one
-   action. The IdP grants exactly that or refuses.
+   action. The IdP grants exactly that or refuses, or asks for a step-up
+   (``mfa_challenge``): then a push to the clinician's device must be approved
+   first (:mod:`trustloop.identity.step_up`), and progress is reported meanwhile.
 3. **Lease**: log in to Vault with a JWT-SVID (``aud`` = Vault) and trade the OBO
    token for an ephemeral database login.
 4. **Query and revoke**: connect as that login (``application_name`` = the OBO
@@ -39,20 +41,24 @@ import psycopg
 import structlog
 
 from trustloop.audit.chain import AuditWriteError
-from trustloop.identity.oauth import IdpUnavailableError, OAuthError
+from trustloop.identity.oauth import IdpUnavailableError, MfaChallengeError, OAuthError
 from trustloop.identity.rar import AuthorizationDetail
 from trustloop.identity.spiffe import WorkloadApiError
+from trustloop.identity.step_up import StepUpDeniedError, StepUpTimedOutError
 from trustloop.identity.types import (
     Connection,
     Connector,
     IdentityProvider,
     LeaseClient,
+    StepUpFlow,
     SvidSource,
 )
 from trustloop.identity.vault import VaultError, VaultUnavailableError
 
 if TYPE_CHECKING:
     from trustloop.audit.chain import AuditLog
+    from trustloop.identity.oauth import IssuedToken
+    from trustloop.identity.step_up import Progress
     from trustloop.identity.vault import Lease
 
 T = TypeVar("T")
@@ -99,6 +105,7 @@ class CallRecord:
     resource: str | None = None
     action: str | None = None
     decision: Literal["granted", "denied"] | None = None
+    step_up: bool = False
     lease_id: str | None = None
     role: str | None = None
     lease_revoked: bool = False
@@ -150,6 +157,7 @@ class Rhythm:
         vault_audience: str,
         resource: str,
         cleanup_timeout_s: float = CLEANUP_TIMEOUT_S,
+        step_up: StepUpFlow | None = None,
     ) -> None:
         if not (issuer and vault_audience and resource):
             raise ValueError("the rhythm needs an issuer, a Vault audience, a resource")
@@ -162,19 +170,26 @@ class Rhythm:
         self._vault_audience = vault_audience
         self._resource = resource
         self._cleanup_timeout_s = cleanup_timeout_s
+        self._step_up = step_up
 
     @asynccontextmanager
     async def call(
-        self, user_token: str, detail: DetailFor, *, tool: str
+        self,
+        user_token: str,
+        detail: DetailFor,
+        *,
+        tool: str,
+        progress: Progress | None = None,
     ) -> AsyncIterator[ToolCall]:
         """Introspect, exchange, lease and connect; close and revoke on the way out.
 
         Raises :class:`ToolCallError` for every failure, including those of the
         body; cancellation propagates unchanged (after the lease is revoked).
+        ``progress`` hears "approve on your device" while a step-up waits.
         """
         record = CallRecord(tool=tool)
         try:
-            async with self._steps(user_token, detail, record) as call:
+            async with self._steps(user_token, detail, record, progress) as call:
                 yield call
         except anyio.get_cancelled_exc_class():
             record.outcome = "cancelled"
@@ -192,7 +207,11 @@ class Rhythm:
 
     @asynccontextmanager
     async def _steps(
-        self, user_token: str, detail_for: DetailFor, record: CallRecord
+        self,
+        user_token: str,
+        detail_for: DetailFor,
+        record: CallRecord,
+        progress: Progress | None,
     ) -> AsyncIterator[ToolCall]:
         sub = await self._introspect(user_token, record)
         if isinstance(detail_for, AuthorizationDetail):
@@ -201,7 +220,7 @@ class Rhythm:
             detail = _resolve(detail_for, sub)
         record.resource, record.action = detail.identifier, detail.action
 
-        jti, obo_token = await self._exchange(user_token, detail, record)
+        jti, obo_token = await self._exchange(user_token, detail, record, progress)
         lease = await self._lease(obo_token, record)
         try:
             conn = await self._open(lease, jti, record)
@@ -229,9 +248,17 @@ class Rhythm:
         return found.sub
 
     async def _exchange(
-        self, user_token: str, detail: AuthorizationDetail, record: CallRecord
+        self,
+        user_token: str,
+        detail: AuthorizationDetail,
+        record: CallRecord,
+        progress: Progress | None,
     ) -> tuple[str, str]:
-        """Step 2, RFC 8693 §2.1 with an RFC 9396 ``authorization_details``."""
+        """Step 2, RFC 8693 §2.1 with an RFC 9396 ``authorization_details``.
+
+        The OBO comes either directly or, after an ``mfa_challenge``, from the
+        approved step-up.
+        """
         with record.timed("exchange"):
             # The IdP accepts an actor_token once (its jti); the client assertion
             # may be the cached SVID (RFC 7523 §3: replay checks are optional).
@@ -248,12 +275,42 @@ class Rhythm:
             except OAuthError as exc:
                 record.decision = "denied" if exc.error == "access_denied" else None
                 raise
+            except MfaChallengeError as challenge:
+                obo = await self._stepped_up(challenge, detail, record, progress)
 
         record.decision, record.jti = "granted", obo.jti
         if obo.jti is None:  # nothing to name the login or the audit trail by
             raise ToolCallError("server_error", "the OBO token has no jti")
         structlog.contextvars.bind_contextvars(jti=obo.jti)
         return obo.jti, obo.access_token
+
+    async def _stepped_up(
+        self,
+        challenge: MfaChallengeError,
+        detail: AuthorizationDetail,
+        record: CallRecord,
+        progress: Progress | None,
+    ) -> IssuedToken:
+        """The OBO after the clinician approves the push; a refusal is final."""
+        record.step_up = True
+        if self._step_up is None:
+            record.decision = "denied"
+            raise ToolCallError("access_denied", "step-up is not available here")
+
+        async def client_assertion() -> str:
+            # Fetched after the wait: the cached SVID may have rotated meanwhile.
+            return (await self._svids.afetch_jwt_svid(self._issuer)).token
+
+        try:
+            return await self._step_up.approve(
+                challenge.challenge,
+                detail,
+                client_assertion=client_assertion,
+                progress=progress,
+            )
+        except (StepUpDeniedError, StepUpTimedOutError, OAuthError):
+            record.decision = "denied"
+            raise
 
     async def _lease(self, obo_token: str, record: CallRecord) -> Lease:
         """Step 3: Vault JWT login with our SVID, then the OBO token for a login."""
@@ -339,6 +396,7 @@ def _audit_fields(record: CallRecord) -> dict[str, object]:
         "resource": record.resource,
         "action": record.action,
         "decision": record.decision,
+        "step_up": record.step_up,
         "lease_id": record.lease_id,
         "role": record.role,
         "lease_revoked": record.lease_revoked,
@@ -366,6 +424,12 @@ def translate(exc: Exception) -> ToolCallError:
     match exc:
         case ToolCallError():
             return exc
+        case StepUpDeniedError():
+            return ToolCallError("access_denied", "the clinician declined the step-up")
+        case StepUpTimedOutError():
+            return ToolCallError("access_denied", "step-up approval timed out")
+        case MfaChallengeError():
+            return ToolCallError("access_denied", "step-up is required")
         case OAuthError(error="access_denied"):
             return ToolCallError("access_denied", exc.description or "access denied")
         case OAuthError(error="invalid_grant" | "invalid_token"):

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from trustloop.identity.oauth import Introspection, IssuedToken
     from trustloop.identity.rar import AuthorizationDetail
     from trustloop.identity.spiffe import JwtSvidToken
+    from trustloop.identity.step_up import ClientAssertion, Progress
     from trustloop.identity.vault import Lease
 
 Connection = psycopg.Connection[Any]
@@ -43,6 +44,19 @@ class IdentityProvider(Introspector, Protocol):
         client_assertion: str,
         audience: str,
         detail: AuthorizationDetail,
+    ) -> IssuedToken: ...
+
+
+class StepUpFlow(Protocol):
+    """:class:`~trustloop.identity.step_up.StepUpClient`: a challenge to an OBO."""
+
+    async def approve(
+        self,
+        challenge: str,
+        detail: AuthorizationDetail,
+        *,
+        client_assertion: ClientAssertion,
+        progress: Progress | None = None,
     ) -> IssuedToken: ...
 
 

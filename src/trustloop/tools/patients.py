@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 from pydantic_core import to_jsonable_python
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
     from trustloop.identity.rhythm import Rhythm
+    from trustloop.identity.step_up import Progress
 
 Payload = dict[str, Any]
 # FHIR R4 datatypes, "id".
@@ -69,8 +71,14 @@ class PatientTools:
             patients = await c.run(queries.list_roster)
         return {"patients": patients, "obo_jti": c.jti}
 
-    async def read_patient_record(self, patient_id: str) -> Payload:
-        """One patient's chart (detail ``patient_record`` read on that patient)."""
+    async def read_patient_record(
+        self, patient_id: str, progress: Progress | None = None
+    ) -> Payload:
+        """One patient's chart (detail ``patient_record`` read on that patient).
+
+        A restricted patient needs the clinician's step-up; ``progress`` hears
+        "approve on your device" while it waits.
+        """
         if not _FHIR_ID.fullmatch(patient_id):
             raise ToolCallError(
                 "invalid_request", "patient_id must be a FHIR id ([A-Za-z0-9-.]{1,64})"
@@ -78,7 +86,10 @@ class PatientTools:
         detail = patient_read(patient_id)
         token = self._token()
 
-        async with self._rhythm.call(token, detail, tool="read_patient_record") as c:
+        call = self._rhythm.call(
+            token, detail, tool="read_patient_record", progress=progress
+        )
+        async with call as c:
             chart = await c.run(lambda conn: queries.read_chart(conn, patient_id))
             if chart is None:
                 raise ToolCallError("not_found", f"no record for {detail.identifier}")
@@ -111,8 +122,13 @@ def register(server: MCPServer, rhythm: Rhythm) -> PatientTools:
         ),
         annotations=READ_ONLY,
     )
-    async def read_patient_record(patient_id: PatientId) -> ToolResult:
-        return await respond(lambda: tools.read_patient_record(patient_id))
+    async def read_patient_record(
+        patient_id: PatientId, ctx: Context[Any, Any]
+    ) -> ToolResult:
+        async def progress(elapsed: float, total: float, message: str) -> None:
+            await ctx.report_progress(elapsed, total, message)
+
+        return await respond(lambda: tools.read_patient_record(patient_id, progress))
 
     return tools
 

@@ -26,6 +26,7 @@ from trustloop.audit.chain import AuditLog
 from trustloop.identity.oauth import IdpClient
 from trustloop.identity.rhythm import Rhythm
 from trustloop.identity.spiffe import WorkloadIdentity
+from trustloop.identity.step_up import StepUpClient
 from trustloop.identity.types import PgConnector
 from trustloop.identity.vault import VaultLeaseClient
 from trustloop.settings import bind_address
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
         Connector,
         IdentityProvider,
         LeaseClient,
+        StepUpFlow,
         SvidSource,
     )
     from trustloop.settings import Settings
@@ -94,6 +96,7 @@ def wire_app(
     svids: SvidSource,
     vault: LeaseClient,
     connect: Connector,
+    step_up: StepUpFlow | None = None,
 ) -> Starlette:
     """:func:`build_app` with the rhythm and the verifier made from ``settings``.
 
@@ -108,6 +111,7 @@ def wire_app(
         issuer=settings.idp_issuer,
         vault_audience=settings.vault_audience,
         resource=settings.mcp_resource,
+        step_up=step_up,
     )
     verifier = IntrospectionVerifier(
         idp, svids, issuer=settings.idp_issuer, resource=settings.mcp_resource
@@ -145,9 +149,11 @@ async def serving_app(settings: Settings) -> AsyncIterator[Starlette]:
     )
     try:
         async with httpx.AsyncClient(timeout=IDP_TIMEOUT_S, trust_env=False) as http:
+            idp = IdpClient(settings.idp_issuer, http)
             yield wire_app(
                 settings,
-                idp=IdpClient(settings.idp_issuer, http),
+                idp=idp,
+                step_up=StepUpClient(idp, timeout_s=settings.step_up_timeout_s),
                 svids=svids,
                 vault=vault,
                 connect=PgConnector(

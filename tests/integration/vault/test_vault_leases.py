@@ -383,3 +383,35 @@ def _server_log(vault: VaultUnderTest) -> str:
     return "".join(
         p.read_text(errors="replace") for p in vault.cluster.log_dir().glob("*")
     )
+
+
+@pytest.fixture(scope="module")
+def sensitive_patient(vault: VaultUnderTest) -> str:
+    with psycopg.connect(vault.cluster.admin_conninfo("trustloop_idp")) as conn:
+        row = conn.execute(
+            "SELECT id FROM clinical.patients WHERE sensitive ORDER BY id LIMIT 1"
+        ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+@pytest.mark.parametrize(
+    ("extra", "rows"),
+    [({"acr": "urn:trustloop:acr:step-up", "amr": ["push"]}, 1), ({}, 0)],
+    ids=["stepped-up", "plain"],
+)
+def test_only_a_stepped_up_obo_reads_a_sensitive_patients_rows(
+    vault: VaultUnderTest,
+    client: VaultLeaseClient,
+    tokens: Tokens,
+    sensitive_patient: str,
+    extra: dict[str, Any],
+    rows: int,
+) -> None:
+    """RLS reads the grant row's stepped_up, which the engine takes from ``acr``."""
+    lease = client.issue(tokens.obo(patient_read(sensitive_patient), extra=extra))
+    with _connect(vault, lease) as conn:
+        seen = conn.execute("SELECT id FROM clinical.patients").fetchall()
+    client.revoke(lease.lease_id)
+
+    assert len(seen) == rows

@@ -6,7 +6,10 @@ token exchange), ``POST /oauth2/introspect``, ``POST /oauth2/revoke`` and
 ``POST /oauth2/logout`` (see :mod:`.revocation`), in the local profile only
 ``POST /dev/rotate-keys`` (:meth:`.SigningKeys.rotate`, answers the new ``kid``),
 ``GET /v1.0/events`` (the audit events, for a workload holding a JWT-SVID; see
-:mod:`.events`). Every error is an RFC 6749 §5.2 JSON answer with
+:mod:`.events`), step-up on Verify's paths (``GET /v2.0/factors``, ``POST
+/v1.0/authenticators/{id}/verifications``, ``GET`` of one, the jwt-bearer grant;
+see :mod:`.step_up`) and, in the local profile only, the demo authenticator
+(``/authenticator``, :mod:`.authenticator`). Every error is an RFC 6749 §5.2 JSON answer with
 ``Cache-Control: no-store``; so is every token answer (§5.1).
 """
 
@@ -24,7 +27,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from trustloop.audit.chain import AuditLog, AuditWriteError
-from trustloop.devstack.idp import password_grant, token_exchange
+from trustloop.devstack.idp import password_grant, step_up, token_exchange
+from trustloop.devstack.idp.authenticator import Authenticator
 from trustloop.devstack.idp.client_auth import ClientAuthenticator
 from trustloop.devstack.idp.directory import Directory, directory_file
 from trustloop.devstack.idp.errors import NO_STORE, OAuthProblem, invalid_request
@@ -58,6 +62,8 @@ class Idp:
     events: EventsApi
     revocation: Revocation
     logout: Revocation
+    step_up: step_up.StepUp
+    authenticator: Authenticator | None
 
 
 def build_idp(
@@ -82,6 +88,19 @@ def build_idp(
     access_tokens = AccessTokens(
         keys, issuer=issuer_url, mcp_resource=settings.mcp_resource, clock=clock
     )
+    stepping = step_up.StepUp(
+        keys=keys,
+        issuer_url=issuer_url,
+        tokens=issuer,
+        clients=clients,
+        exchange_clients=frozenset({settings.mcp_spiffe_id}),
+        vault_audience=settings.vault_audience,
+        audit=audit,
+        timeout_s=settings.step_up_timeout_s,
+        # Settings refuses an auto answer outside local; ignore it here too.
+        auto=settings.step_up_auto if settings.profile == "local" else "off",
+        clock=clock,
+    )
     exchange = token_exchange.TokenExchange(
         clients=clients,
         exchange_clients=frozenset({settings.mcp_spiffe_id}),
@@ -93,14 +112,20 @@ def build_idp(
             load_policy(settings.idp_policy),
         ),
         audit=audit,
+        step_up=stepping,
         clock=clock,
     )
-    grants: dict[str, Handler] = {token_exchange.GRANT_TYPE: exchange}
+    grants: dict[str, Handler] = {
+        token_exchange.GRANT_TYPE: exchange,
+        step_up.JWT_BEARER_GRANT: stepping,
+    }
+    authenticator = None
     if settings.profile == "local":
         users = users or DemoUsers.from_state_dir(settings.state_dir)
         grants[password_grant.GRANT_TYPE] = password_grant.PasswordGrant(
             users=users, issuer=issuer, audit=audit
         )
+        authenticator = Authenticator(stepping, users)
     introspection = Introspection(
         clients=clients, access_tokens=access_tokens, audit=audit
     )
@@ -110,7 +135,7 @@ def build_idp(
         clients=clients, access_tokens=access_tokens, audit=audit, session=True
     )
     parts = (keys, issuer, access_tokens, grants, introspection, events)
-    return Idp(settings, *parts, revocation, logout)
+    return Idp(settings, *parts, revocation, logout, stepping, authenticator)
 
 
 def create_app(idp: Idp) -> Starlette:
@@ -142,8 +167,31 @@ def create_app(idp: Idp) -> Starlette:
         # Dev-only trigger; the route exists in the local profile only.
         return JSONResponse({"kid": idp.keys.rotate()}, headers=NO_STORE)
 
+    async def factors(request: Request) -> Response:
+        auth = request.headers.get("authorization")
+        return _verify_api(lambda: (200, idp.step_up.factors(auth)))
+
+    async def verifications(request: Request) -> Response:
+        auth = request.headers.get("authorization")
+        authenticator = request.path_params["authenticator"]
+        return _verify_api(lambda: (202, idp.step_up.start(auth, authenticator)))
+
+    async def verification(request: Request) -> Response:
+        auth = request.headers.get("authorization")
+        params = request.path_params
+        return _verify_api(
+            lambda: (
+                200,
+                idp.step_up.transaction(auth, params["authenticator"], params["txn"]),
+            )
+        )
+
+    verify_path = "/v1.0/authenticators/{authenticator}/verifications"
     app = Starlette(
         routes=[
+            Route("/v2.0/factors", factors),
+            Route(verify_path, verifications, methods=["POST"]),
+            Route(verify_path + "/{txn}", verification),
             Route("/.well-known/openid-configuration", openid_configuration),
             Route("/oauth2/jwks", jwks),
             Route("/oauth2/token", token, methods=["POST"]),
@@ -155,6 +203,12 @@ def create_app(idp: Idp) -> Starlette:
     )
     if idp.settings.profile == "local":
         app.add_route("/dev/rotate-keys", rotate_keys, methods=["POST"])
+    if idp.authenticator is not None:
+        page = idp.authenticator
+        app.add_route("/authenticator", page.page, methods=["GET"])
+        app.add_route("/authenticator", page.sign_in, methods=["POST"])
+        app.add_route("/authenticator/answer", page.answer_form, methods=["POST"])
+        app.add_route("/authenticator/answers", page.answer_json, methods=["POST"])
     app.state.idp = idp
     return app
 
@@ -182,6 +236,23 @@ async def _answer(request: Request, handler: Handler) -> Response:
             "server_error", "the request could not be recorded", 500
         ).response()
     return JSONResponse(body, headers=NO_STORE)
+
+
+def _verify_api(work: Callable[[], tuple[int, dict[str, Any]]]) -> Response:
+    """A Verify REST answer: 401 without a valid mfa_challenge bearer, 404 unknown."""
+    try:
+        status, body = work()
+    except step_up.BearerError:
+        problem = {"error": "invalid_token", "error_description": "bearer required"}
+        headers = {**NO_STORE, "WWW-Authenticate": 'Bearer error="invalid_token"'}
+        return JSONResponse(problem, status_code=401, headers=headers)
+    except step_up.NotFoundError:
+        problem = {"error": "not_found", "error_description": "no such resource"}
+        return JSONResponse(problem, status_code=404, headers=NO_STORE)
+    except AuditWriteError:
+        problem = {"error": "server_error", "error_description": "not recorded"}
+        return JSONResponse(problem, status_code=500, headers=NO_STORE)
+    return JSONResponse(body, status_code=status, headers=NO_STORE)
 
 
 async def _events(request: Request, api: EventsApi) -> Response:
@@ -220,7 +291,10 @@ def _discovery(settings: Settings) -> dict[str, Any]:
     """OIDC Discovery 1.0 §3 / RFC 8414 §2, listing only what this slice serves."""
     issuer = settings.idp_issuer
     rar_types: list[RarType] = ["patient_record", "care_team_roster"]
-    grants = ["urn:ietf:params:oauth:grant-type:token-exchange"]
+    grants = [
+        "urn:ietf:params:oauth:grant-type:token-exchange",
+        step_up.JWT_BEARER_GRANT,
+    ]
     if settings.profile == "local":
         grants.append("password")
     return {

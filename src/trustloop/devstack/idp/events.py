@@ -74,8 +74,15 @@ EVENT_TYPES = {
     "exchange_denied": "token",
     "token_revoked": "token",
     "session_logged_out": "authentication",
+    "step_up_required": "authentication",
+    "step_up_started": "authentication",
+    "step_up_approved": "authentication",
+    "step_up_denied": "authentication",
+    "step_up_timed_out": "authentication",
 }
-_FAILURES = frozenset({"sign_in_failed", "exchange_denied"})
+_FAILURES = frozenset(
+    {"sign_in_failed", "exchange_denied", "step_up_denied", "step_up_timed_out"}
+)
 _RECORD_ONLY = ("time", "system", "event", "prev_hash")
 _QUOTED_LIST = re.compile(r'^\s*"?([^",]*)"?\s*$')
 

@@ -4,8 +4,9 @@ The file (docs/policy.md; the default ships as ``policy.yaml`` next to this modu
 ``TRUSTLOOP_IDP_POLICY`` names another) is a list of rules over the clinician's
 role, the care-team relationship, the patient's sensitivity and the action. The
 first rule that matches decides; when none matches the exchange is refused
-(``default_deny``). A rule that allows but ``requires`` step-up or consent refuses
-in this release: those approval flows are not available yet.
+(``default_deny``). A rule that allows but ``requires`` step-up and/or consent
+allows on condition of the clinician's push approval: the exchange answers an
+``mfa_challenge`` and the OBO follows the approval (see :mod:`.step_up`).
 
 A file that cannot be read, parsed or validated raises :class:`PolicyFileError`
 naming the file and the problem; the IdP does not start without a valid policy.
@@ -28,9 +29,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from trustloop.identity.rar import AuthorizationDetail
 
 DEFAULT_POLICY = Path(__file__).with_name("policy.yaml")
-NOT_AVAILABLE = "approval is required and is not available yet in this release"
-STEP_UP_REQUIRED = f"restricted patient: step-up {NOT_AVAILABLE}"
-CONSENT_REQUIRED = f"the clinician's consent {NOT_AVAILABLE}"
 NO_RULE = "no policy rule allows this"
 
 PolicyAction = Literal["read", "list", "write_note", "update_medication"]
@@ -106,6 +104,8 @@ class PolicyDecision:
     allowed: bool
     reason: str
     rule: str
+    # Allowed only after the clinician approves a push for these.
+    requires: tuple[Requirement, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -156,12 +156,7 @@ def evaluate(policy: PolicyDocument, request: PolicyRequest) -> PolicyDecision:
     if rule.effect == "deny":
         return PolicyDecision(False, rule.reason, rule.name)
 
-    # TODO(issue 3, step-up and consent): start the push instead of refusing.
-    if "step_up" in rule.requires:
-        return PolicyDecision(False, STEP_UP_REQUIRED, rule.name)
-    if "consent" in rule.requires:
-        return PolicyDecision(False, CONSENT_REQUIRED, rule.name)
-    return PolicyDecision(True, rule.reason, rule.name)
+    return PolicyDecision(True, rule.reason, rule.name, tuple(rule.requires))
 
 
 def request_for(

@@ -23,6 +23,10 @@ Error codes, as the specs name them:
 - ``access_denied`` (403): the policy refused; the description names the resource
   and the reason.
 
+A decision that ``requires`` step-up or consent is answered with an
+``mfa_challenge`` token instead of the OBO (:mod:`.step_up`); the OBO comes from
+the jwt-bearer grant once the clinician approves the push.
+
 Every exchange, granted or refused, is one audit event (``token_exchanged`` or
 ``exchange_denied``) and one INFO log line; neither ever holds a token.
 """
@@ -47,6 +51,7 @@ from trustloop.devstack.idp.policy import (
     PolicyDecision,
     PolicyUnavailableError,
 )
+from trustloop.devstack.idp.step_up import StepUp
 from trustloop.devstack.idp.tokens import AccessTokens, TokenIssuer
 from trustloop.devstack.jwtcheck import LEEWAY_S, Clock, JwtInvalidError
 from trustloop.identity.oauth import (
@@ -96,6 +101,7 @@ class TokenExchange:
         vault_audience: str,
         policy: CareTeamPolicy,
         audit: AuditLog,
+        step_up: StepUp | None = None,
         clock: Clock = time.time,
     ) -> None:
         if not vault_audience or not exchange_clients:
@@ -107,6 +113,7 @@ class TokenExchange:
         self._vault_audience = vault_audience
         self._policy = policy
         self._audit = audit
+        self._step_up = step_up
         self._actor_jtis = SeenJtis(clock)
 
     async def __call__(self, form: Mapping[str, str]) -> dict[str, Any]:
@@ -144,7 +151,28 @@ class TokenExchange:
             raise OAuthProblem(
                 "access_denied", f"{detail.identifier}: {decision.reason}", 403
             )
+        if decision.requires:
+            return self._challenge(attempt, subject, detail, decision)
         return self._grant(attempt, subject, detail, decision)
+
+    def _challenge(
+        self,
+        attempt: _Attempt,
+        sub: str,
+        detail: AuthorizationDetail,
+        decision: PolicyDecision,
+    ) -> dict[str, Any]:
+        if self._step_up is None:
+            raise OAuthProblem(
+                "access_denied", f"{detail.identifier}: approval required", 403
+            )
+        return self._step_up.challenge(
+            sub=sub,
+            actor=attempt.actor or "",
+            details=[detail.model_dump(mode="json")],
+            rule=attempt.rule,
+            requires=decision.requires,
+        )
 
     def _subject(
         self, form: Mapping[str, str], attempt: _Attempt

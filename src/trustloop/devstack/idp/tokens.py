@@ -110,10 +110,15 @@ class TokenIssuer:
         actor: str,
         audience: str,
         details: Sequence[AuthorizationDetail],
+        extra: dict[str, Any] | None = None,
     ) -> Issued:
-        """A 60-second on-behalf-of token (RFC 8693 §4.1 ``act``)."""
+        """A 60-second on-behalf-of token (RFC 8693 §4.1 ``act``).
+
+        ``extra`` adds claims, e.g. a step-up's ``acr``, ``amr`` and ``auth_time``.
+        """
         now = int(self._clock())
-        claims = {
+        claims: dict[str, Any] = {
+            **(extra or {}),
             "iss": self._issuer,
             "sub": sub,
             "aud": audience,

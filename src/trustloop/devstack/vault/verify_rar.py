@@ -13,6 +13,10 @@ caller's word for any of it):
   to: only the actor named by the IdP may redeem the token;
 - exactly one RFC 9396 authorization detail, whose ``"<type>|<action>"`` the
   Vault role maps to group roles; anything unmapped is refused (403).
+
+The grant row's ``stepped_up`` is true only when the OBO's ``acr`` is the IdP's
+step-up value (``urn:trustloop:acr:step-up``); row-level security lets only such a
+grant read a restricted patient's rows.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ log = structlog.get_logger(__name__)
 MOUNT = "verify-rar"
 MAX_LEASE_S = 300
 IAT_LEEWAY_S = 5
+STEP_UP_ACR = "urn:trustloop:acr:step-up"
 
 # Vault role -> "<rar type>|<action>" -> PostgreSQL group roles.
 ROLES: dict[str, dict[str, tuple[str, ...]]] = {
@@ -66,6 +71,7 @@ class VerifiedObo:
     actor: str
     detail: AuthorizationDetail
     expires_at: float
+    stepped_up: bool = False
 
 
 class JtiLedger:
@@ -122,7 +128,8 @@ class OboVerifier:
         if not isinstance(subject, str) or not subject:
             raise permission_denied("invalid token: missing sub")
         detail = _one_detail(claims.get("authorization_details"))
-        return VerifiedObo(jti, subject, actor, detail, exp)
+        stepped_up = claims.get("acr") == STEP_UP_ACR
+        return VerifiedObo(jti, subject, actor, detail, exp, stepped_up)
 
     def _single_use(self, claims: dict[str, Any]) -> tuple[str, float]:
         jti, exp, iat = claims.get("jti"), claims.get("exp"), claims.get("iat")
@@ -218,7 +225,6 @@ def _is_uuid(value: str) -> bool:
 
 
 def _grant(obo: VerifiedObo, lease: Lease, groups: tuple[str, ...]) -> GrantSpec:
-    # TODO(issue 3): set stepped_up from the step-up claim once the IdP names it.
     return GrantSpec(
         role_name=lease.role_name,
         jti=obo.jti,
@@ -226,7 +232,7 @@ def _grant(obo: VerifiedObo, lease: Lease, groups: tuple[str, ...]) -> GrantSpec
         rar_type=obo.detail.type,
         action=obo.detail.action,
         resource_id=obo.detail.resource_id,
-        stepped_up=False,
+        stepped_up=obo.stepped_up,
         expires_at=lease.expire_time,
         group_roles=groups,
     )
