@@ -152,7 +152,10 @@ class Invocation:
             except Exception as exc:  # noqa: BLE001
                 self.log.warning("invocation_failed", error_type=type(exc).__name__)
                 rejected = self._auth is not None and self._auth.rejected
-                error = describe_failure(exc, sign_in_rejected=rejected)
+                unverifiable = self._auth is not None and self._auth.unverifiable
+                error = describe_failure(
+                    exc, sign_in_rejected=rejected, sign_in_unverifiable=unverifiable
+                )
 
             outcome: Outcome = "error" if error else self.tally.outcome
             if not self._record(outcome, token_mode=token.mode):
@@ -237,12 +240,15 @@ def build_mcp_client(settings: Settings, auth: ClinicianBearerAuth) -> MCPClient
 def build_agent(settings: Settings, mcp: MCPClient) -> Agent:
     from strands import Agent
 
+    from trustloop.agent.denials import DenialGuard
+
     return Agent(
         model=build_model(settings),
         tools=[mcp],
         system_prompt=SYSTEM_PROMPT,
         callback_handler=None,
         name="trustloop",
+        hooks=[DenialGuard()],  # fresh per invocation: a denial is final per request
     )
 
 
@@ -256,7 +262,9 @@ def close_agent(agent: Agent | None, mcp: MCPClient, log: Any) -> None:
         log.warning("mcp_client_cleanup_failed", error_type=type(exc).__name__)
 
 
-def describe_failure(exc: BaseException, *, sign_in_rejected: bool) -> str:
+def describe_failure(
+    exc: BaseException, *, sign_in_rejected: bool, sign_in_unverifiable: bool = False
+) -> str:
     """A clinician-facing reason that carries no exception text (it could hold PHI)."""
     if sign_in_rejected:
         return "the records service did not accept your sign-in: sign in again"
@@ -270,6 +278,11 @@ def describe_failure(exc: BaseException, *, sign_in_rejected: bool) -> str:
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, MCPClientInitializationError | ToolProviderException):
+            if sign_in_unverifiable:
+                return (
+                    "the records service is unavailable: it cannot check your "
+                    "sign-in right now (identity service down); try again shortly"
+                )
             return "the records service is unavailable"
         cause = cause.__cause__
     return "the agent failed to answer"

@@ -25,6 +25,7 @@ class ClinicianBearerAuth(httpx2.Auth):
     def __init__(self, token: str) -> None:
         self._token = token
         self.rejected = False
+        self.unverifiable = False
 
     def __repr__(self) -> str:
         return "ClinicianBearerAuth(token=<redacted>)"
@@ -36,6 +37,8 @@ class ClinicianBearerAuth(httpx2.Auth):
         response = yield request
         if response.status_code == 401:
             self.rejected = True
+        elif response.status_code == 503:
+            self.unverifiable = True
 
 
 def streamable_http(

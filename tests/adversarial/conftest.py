@@ -1,0 +1,73 @@
+"""The whole local stack, started once for every adversarial test.
+
+``adv_stack`` runs every part as its own process (as ``trustloop up`` does) on free
+loopback ports, with the Synthea samples loaded; ``probe`` (``support/adversary.py``)
+answers what each refusal must leave unchanged: no ephemeral ``obo_%`` role, no
+grant row, no exchange decision where none may happen.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+from adversary import Probe
+from idp_lab import Lab, build_lab
+
+from trustloop.cli.load_cmd import load_into
+from trustloop.cli.session import sign_in
+from trustloop.devstack.stack import Stack
+from trustloop.identity.spiffe import WorkloadIdentity
+from trustloop.records.samples import samples_path
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+
+@pytest.fixture(scope="session")
+def adv_stack(pg_state_dir_factory: Callable[[str], Path]) -> Iterator[Stack]:
+    state = pg_state_dir_factory("adversarial")
+    stack = Stack.on_free_ports(state)
+    stack.start()
+    try:
+        if stack.cluster is None:
+            raise RuntimeError("the stack started without PostgreSQL")
+        load_into(stack.cluster, samples_path(), stack.settings.state_dir)
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def probe(adv_stack: Stack) -> Probe:
+    return Probe(adv_stack)
+
+
+@pytest.fixture(scope="session")
+def achen(adv_stack: Stack) -> str:
+    """Dr. Chen's access token (password grant against the stack's IdP)."""
+    return sign_in(adv_stack.settings, "achen")
+
+
+@pytest.fixture(scope="session")
+def bokafor(adv_stack: Stack) -> str:
+    """Dr. Okafor's access token."""
+    return sign_in(adv_stack.settings, "bokafor")
+
+
+@pytest.fixture(scope="session")
+def mcp_identity(adv_stack: Stack) -> Iterator[WorkloadIdentity]:
+    """The MCP server's own Workload API socket: the attacker holds its SVIDs."""
+    socket = adv_stack.settings.spiffe_socket_dir / "mcp-server.sock"
+    identity = WorkloadIdentity(f"unix://{socket.resolve()}")
+    yield identity
+    identity.close()
+
+
+@pytest.fixture(scope="session")
+def lab(
+    adv_stack: Stack, probe: Probe, tmp_path_factory: pytest.TempPathFactory
+) -> Lab:
+    """The real IdP app in process, with a frozen clock (``support/idp_lab.py``)."""
+    return build_lab(adv_stack, probe, tmp_path_factory.mktemp("lab-idp"))
