@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: setup system-deps demo up test lint clean
+.PHONY: setup system-deps demo up test lint bench clean
 
 setup: system-deps $(STAMP)
 
@@ -29,6 +29,11 @@ lint: setup
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+
+# Prints figures (docs/performance.md); bounded, loopback only, never fails the build.
+bench: setup
+	$(BIN)/python bench/rhythm.py 40
+	$(BIN)/python bench/load.py --clinicians 16 --questions 12 --max-seconds 240
 
 clean:
 	@if [ -x $(BIN)/trustloop ]; then \

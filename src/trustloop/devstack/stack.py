@@ -100,6 +100,8 @@ class Stack:
             TRUSTLOOP_PG_PORT=str(self.cluster.port if self.cluster else s.pg_port),
             TRUSTLOOP_PG_DBNAME=s.pg_dbname,
             TRUSTLOOP_MODEL=s.model,
+            TRUSTLOOP_STEP_UP_TIMEOUT_S=str(s.step_up_timeout_s),
+            TRUSTLOOP_STEP_UP_AUTO=s.step_up_auto,
             PYTHONUNBUFFERED="1",
         )
         if s.model_transcript is not None:
@@ -224,13 +226,13 @@ class Stack:
                     "with the TRUSTLOOP_*_URL settings (see README)"
                 )
 
-    def _start_part(self, part: Part) -> None:
+    def _start_part(self, part: Part, env: dict[str, str] | None = None) -> None:
         part.log_path = self.settings.log_dir / f"{part.name}.log"
         log = os.open(part.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             part.process = subprocess.Popen(  # noqa: S603 - our own interpreter
                 [sys.executable, "-m", part.module],
-                env=self.child_env(part.name),
+                env={**self.child_env(part.name), **(env or {})},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -269,6 +271,32 @@ class Stack:
         if self._lock is not None:
             os.close(self._lock)
             self._lock = None
+
+    def part(self, name: str) -> Part:
+        """The supervised part called ``name`` (``spire``, ``idp``, ``vault``, ...)."""
+        for part in self.parts:
+            if part.name == name:
+                return part
+        raise KeyError(name)
+
+    def stop_part(self, name: str, *, kill: bool = False) -> None:
+        """Stop one part (SIGTERM, or SIGKILL with ``kill``); the rest keep running."""
+        part = self.part(name)
+        if kill and part.process is not None and part.process.poll() is None:
+            os.killpg(part.process.pid, signal.SIGKILL)
+            part.process.wait()
+        _terminate(part.process)
+        part.process = None
+
+    def start_part(self, name: str, *, env: dict[str, str] | None = None) -> None:
+        """Start one stopped part again and wait until it answers.
+
+        ``env`` adds variables to its environment for this start only (tests).
+        """
+        part = self.part(name)
+        if part.process is not None and part.process.poll() is None:
+            raise StackError(f"{name} is already running")
+        self._start_part(part, env)
 
     def log_tail(self, part: Part, lines: int = 15) -> str:
         if part.log_path is None or not part.log_path.exists():

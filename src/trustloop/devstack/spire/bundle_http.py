@@ -7,6 +7,7 @@ trust domain; ``GET {base}/.well-known/openid-configuration`` names it as
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -20,8 +21,8 @@ if TYPE_CHECKING:
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
-def bundle_app(jwks: bytes, base_url: str) -> Starlette:
-    """A Starlette app serving ``jwks`` under ``base_url``'s path."""
+def bundle_app(jwks: bytes | Callable[[], bytes], base_url: str) -> Starlette:
+    """A Starlette app serving ``jwks`` (or what it returns) under ``base_url``."""
     base = base_url.rstrip("/")
     prefix = urlsplit(base).path
     discovery = {
@@ -34,7 +35,8 @@ def bundle_app(jwks: bytes, base_url: str) -> Starlette:
     }
 
     async def keys(request: Request) -> Response:
-        return Response(jwks, media_type="application/json", headers=_NO_STORE)
+        document = jwks() if callable(jwks) else jwks
+        return Response(document, media_type="application/json", headers=_NO_STORE)
 
     async def openid_configuration(request: Request) -> Response:
         return JSONResponse(discovery)

@@ -50,7 +50,11 @@ class SpireServer:
     def __init__(self, settings: Settings, *, clock: Clock = time.time) -> None:
         self.socket_dir = settings.spiffe_socket_dir.resolve()
         self.workloads = registered_workloads(settings)
-        self.jwt_authority = JwtAuthority(settings.trust_domain, clock=clock)
+        self.jwt_authority = JwtAuthority(
+            settings.trust_domain,
+            clock=clock,
+            keys_file=settings.state_dir / "spire" / "jwt-keys.json",
+        )
         self.x509_authority = X509Authority(settings.trust_domain, clock=clock)
         self._bind = bind_address(settings.spire_bundle_url)
         self._url_path = urlsplit(settings.spire_bundle_url.rstrip("/")).path
@@ -99,7 +103,7 @@ class SpireServer:
         host, port = sock.getsockname()[:2]
         self.bundle_url = f"http://{host}:{port}{self._url_path}"
 
-        app = bundle_app(self.jwt_authority.jwks, self.bundle_url)
+        app = bundle_app(lambda: self.jwt_authority.jwks, self.bundle_url)
         config = uvicorn.Config(
             app,
             lifespan="off",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import uvicorn
 
 from trustloop.devstack.postgres import load_info
@@ -10,6 +12,9 @@ from trustloop.logging import configure
 from trustloop.settings import Settings, bind_address, require_local
 
 LEASE_ENGINE_ROLE = "trustloop_lease_engine"
+# Vault's JWT auth ``jwks_url``, when the IdP's keys are served elsewhere than
+# ``<idp_url>/oauth2/jwks`` (the fault tests put a switchable proxy there).
+IDP_JWKS_URL_ENV = "TRUSTLOOP_VAULT_IDP_JWKS_URL"
 
 
 def main() -> None:
@@ -18,7 +23,8 @@ def main() -> None:
     log = configure("vault")
 
     conninfo = load_info(settings.state_dir).admin_conninfo(LEASE_ENGINE_ROLE)
-    app = build_app(settings, conninfo=conninfo)
+    jwks_url = os.environ.get(IDP_JWKS_URL_ENV) or None
+    app = build_app(settings, conninfo=conninfo, idp_jwks_url=jwks_url)
     host, port = bind_address(settings.vault_addr)
     log.info("vault_starting", host=host, port=port)
     uvicorn.run(

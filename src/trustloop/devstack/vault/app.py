@@ -56,13 +56,22 @@ def build_app(
     conninfo: str,
     clock: Clock = time.time,
     reap_interval_s: float = REAP_INTERVAL_S,
+    idp_jwks_url: str | None = None,
 ) -> Starlette:
-    """The stand-in as an ASGI app; ``app.state.parts`` holds its parts."""
+    """The stand-in as an ASGI app; ``app.state.parts`` holds its parts.
+
+    ``idp_jwks_url`` is where the OBO tokens' keys are fetched (Vault's JWT auth
+    ``jwks_url``, configured apart from ``bound_issuer``); by default the IdP's
+    ``/oauth2/jwks``.
+    """
     parts = _parts(settings, conninfo, clock, reap_interval_s)
     gateway = Gateway(parts.audit, parts.tokens)
     auth = _jwt_auth(settings, parts.tokens, clock)
     creds = VerifyRarEngine(
-        _obo_verifier(settings, clock), parts.engine, parts.leases, clock=clock
+        _obo_verifier(settings, clock, idp_jwks_url),
+        parts.engine,
+        parts.leases,
+        clock=clock,
     )
     leases = LeaseRoutes(parts.engine, parts.leases, clock)
     both = ["POST", "PUT"]
@@ -103,7 +112,8 @@ def _parts(
     engine = LeaseEngine(pool, clock=clock)
     leases = LeaseTable()
     reaper = Reaper(engine, leases, audit, interval_s=reap_interval_s, clock=clock)
-    return VaultParts(audit, TokenStore(clock=clock), leases, engine, reaper, pool)
+    tokens = TokenStore(clock=clock, path=settings.state_dir / "vault" / "tokens.json")
+    return VaultParts(audit, tokens, leases, engine, reaper, pool)
 
 
 def _jwt_auth(settings: Settings, tokens: TokenStore, clock: Clock) -> JwtAuth:
@@ -123,8 +133,10 @@ def _jwt_auth(settings: Settings, tokens: TokenStore, clock: Clock) -> JwtAuth:
     )
 
 
-def _obo_verifier(settings: Settings, clock: Clock) -> OboVerifier:
-    keys = JwksCache(settings.idp_url.rstrip("/") + "/oauth2/jwks")
+def _obo_verifier(
+    settings: Settings, clock: Clock, jwks_url: str | None
+) -> OboVerifier:
+    keys = JwksCache(jwks_url or settings.idp_url.rstrip("/") + "/oauth2/jwks")
     return OboVerifier(
         keys,
         issuer=settings.idp_issuer,

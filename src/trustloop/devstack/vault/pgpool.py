@@ -2,11 +2,15 @@
 
 Connections are autocommit; callers open explicit ``conn.transaction()`` blocks.
 A connection that is broken, closed or left inside a transaction is discarded
-instead of being reused.
+instead of being reused, and so is an idle one the server has meanwhile closed
+(a PostgreSQL restart): that is checked without a round trip, by reading what
+the socket already holds, so a restart costs no failed lease
+(tests/faults/test_fault_postgres_restart.py).
 """
 
 from __future__ import annotations
 
+import select
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -64,4 +68,16 @@ def _reusable(conn: Connection) -> bool:
         not conn.closed
         and not conn.broken
         and conn.info.transaction_status == pq.TransactionStatus.IDLE
+        and _still_connected(conn)
     )
+
+
+def _still_connected(conn: Connection) -> bool:
+    """False when the server spoke to an idle connection: on a pooled connection
+    with no query running that is its goodbye (``AdminShutdown``, then EOF), or
+    at worst a notice, and a new connection is cheap."""
+    try:
+        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    except (OSError, ValueError, psycopg.OperationalError):
+        return False
+    return not readable

@@ -1,0 +1,48 @@
+"""The whole stack, as separate processes (see tests/e2e), shared by the fault tests.
+
+One stack for this directory, not one per module: a start with the samples loaded
+costs ~10 s, seven of them would double the suite's time. Every test therefore
+restores what it breaks (in ``finally``) and signs in afresh (``token``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from trustloop.cli.load_cmd import load_into
+from trustloop.cli.session import sign_in
+from trustloop.devstack.stack import Stack
+from trustloop.records.samples import samples_path
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    from trustloop.devstack.postgres import ClusterInfo
+
+
+@pytest.fixture(scope="session")
+def stack(pg_state_dir_factory: Callable[[str], Path]) -> Iterator[Stack]:
+    state = pg_state_dir_factory("faults")
+    stack = Stack.on_free_ports(state)
+    stack.start()
+    try:
+        assert stack.cluster is not None
+        load_into(stack.cluster, samples_path(), stack.settings.state_dir)
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_of(stack: Stack) -> ClusterInfo:
+    assert stack.cluster is not None
+    return stack.cluster
+
+
+@pytest.fixture
+def token(stack: Stack) -> str:
+    """A fresh sign-in as Dr. Chen (a restarted IdP forgets its old keys)."""
+    return sign_in(stack.settings, "achen")

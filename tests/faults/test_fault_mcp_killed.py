@@ -1,0 +1,57 @@
+"""The MCP server killed (SIGKILL) in the middle of a tool call: the question fails
+closed, the orphaned lease is reaped when it ends, and a restarted server answers.
+
+Mid-call is deterministic: the call's chart query waits on a lock the test holds.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+import pytest
+from faultkit import (
+    Reply,
+    ask,
+    assert_clear_failure,
+    chart_question,
+    expire_grant_now,
+    obo_roles,
+    table_locked,
+    wait_for_waiting_obo_session,
+    wait_until_no_obo_roles,
+)
+
+if TYPE_CHECKING:
+    from trustloop.devstack.postgres import ClusterInfo
+    from trustloop.devstack.stack import Stack
+
+pytestmark = pytest.mark.e2e
+
+
+def test_mcp_killed_mid_call_fails_closed_and_its_lease_is_reaped(
+    stack: Stack, cluster_of: ClusterInfo, token: str
+) -> None:
+    question = chart_question(cluster_of)
+    replies: list[Reply] = []
+    asking = threading.Thread(
+        target=lambda: replies.append(ask(stack, token, question))
+    )
+
+    with table_locked(cluster_of, "clinical.observations"):
+        asking.start()
+        role = wait_for_waiting_obo_session(cluster_of)
+        stack.stop_part("mcp", kill=True)
+    asking.join(timeout=60)
+
+    assert_clear_failure(replies[0], "unavailable", "failed")
+    # Nobody is left to revoke: the role stays until its lease ends (the OBO's
+    # exp, 60 s), which is brought forward here; the Vault reaper removes it.
+    assert role in obo_roles(cluster_of)
+    expire_grant_now(cluster_of, role)
+    wait_until_no_obo_roles(cluster_of)
+
+    stack.start_part("mcp")
+    after = ask(stack, token, question)
+    assert after.succeeded, after
+    wait_until_no_obo_roles(cluster_of)
