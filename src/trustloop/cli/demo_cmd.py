@@ -8,23 +8,31 @@ the OBO ``jti`` of every tool call and the audit trail of one of them.
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import sys
+import threading
+import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 
 from trustloop.app.runtime_client import InvocationError
 from trustloop.audit.trace import trace
+from trustloop.cli.approve_cmd import answer_push
 from trustloop.cli.load_cmd import load_into
 from trustloop.cli.output import console, fail
 from trustloop.cli.session import Answer, ask, sign_in
 from trustloop.cli.stack_cmd import start_and_report
 from trustloop.devstack.demo import CLINICIANS
-from trustloop.devstack.postgres import ClusterInfo
-from trustloop.devstack.stack import Stack, StackError
+from trustloop.devstack.postgres import ClusterInfo, destroy_cluster
+from trustloop.devstack.stack import Stack, StackError, supervisor_pid
 from trustloop.records.samples import samples_path
 from trustloop.settings import Settings
+
+DEVICE_WAIT_S = 20.0
 
 # The richest chart on the care team: most active medications, then conditions.
 _ON_TEAM = """
@@ -43,11 +51,18 @@ where not exists (select 1 from clinical.care_team_members m
                   where m.patient_id = p.id and m.clinician_sub = %s)
 order by p.id limit 1
 """
+_RESTRICTED = """
+select p.name from clinical.patients p
+join clinical.care_team_members m on m.patient_id = p.id
+where m.clinician_sub = %s and p.sensitive order by p.name limit 1
+"""
 
 
 def demo() -> None:
     """Run the scripted session against a freshly started local stack."""
-    stack = Stack.on_free_ports(Settings().state_dir / "demo")
+    state_dir = Settings().state_dir / "demo"
+    _fresh_state(state_dir)
+    stack = Stack.on_free_ports(state_dir)
     try:
         start_and_report(stack)
         if stack.cluster is None:
@@ -62,6 +77,14 @@ def demo() -> None:
         console.print("stopped")
 
 
+def _fresh_state(state_dir: Path) -> None:
+    """Each demo starts from nothing: no cluster, keys, audit or logs of the last."""
+    if supervisor_pid(state_dir) is not None:
+        fail(f"a demo is already running in {state_dir}/")
+    destroy_cluster(state_dir)
+    shutil.rmtree(state_dir, ignore_errors=True)
+
+
 def _session(settings: Settings, cluster: ClusterInfo) -> None:
     clinician = CLINICIANS[0]
     on_team, off_team = _pick_patients(cluster, clinician.sub)
@@ -73,9 +96,48 @@ def _session(settings: Settings, cluster: ClusterInfo) -> None:
         f"show me the chart of Patient/{off_team}",
     ]
     answers = [_ask(settings, token, q) for q in questions]
+    restricted = _restricted_patient(cluster, clinician.sub)
+    if restricted is not None:
+        question = f"show me {restricted}'s chart"
+        for approve in (True, False):
+            with _device(settings, clinician.username, approve=approve):
+                _ask(settings, token, question)
     chart_jtis = answers[1].jtis
     if chart_jtis:
         _show_trail(settings, cluster, chart_jtis[-1])
+
+
+def _restricted_patient(cluster: ClusterInfo, sub: str) -> str | None:
+    with psycopg.connect(cluster.admin_conninfo()) as conn:
+        row = conn.execute(_RESTRICTED, (sub,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+@contextlib.contextmanager
+def _device(settings: Settings, username: str, *, approve: bool) -> Iterator[None]:
+    """The clinician's phone: answers the step-up push when it arrives."""
+    done = threading.Event()
+
+    def answer() -> None:
+        deadline = time.monotonic() + DEVICE_WAIT_S
+        while not done.is_set() and time.monotonic() < deadline:
+            answered = answer_push(settings, username, approve=approve)
+            if answered is not None:
+                verb = "approves" if approve else "declines"
+                console.print(
+                    f"[magenta]  (device: the clinician {verb} "
+                    f'"{answered.get("message")}")[/]'
+                )
+                return
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=5)
 
 
 def _pick_patients(cluster: ClusterInfo, sub: str) -> tuple[str, str]:

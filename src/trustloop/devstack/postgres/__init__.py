@@ -5,6 +5,7 @@ See :mod:`trustloop.devstack.postgres.cluster` for the layout and the contract.
 
 from trustloop.devstack.postgres.cluster import (
     ClusterInfo,
+    destroy_cluster,
     ensure_cluster,
     load_info,
     start_cluster,
@@ -18,6 +19,7 @@ __all__ = [
     "SUPERUSER",
     "ClusterError",
     "ClusterInfo",
+    "destroy_cluster",
     "ensure_cluster",
     "load_info",
     "start_cluster",

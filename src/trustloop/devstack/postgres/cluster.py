@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -168,6 +169,15 @@ def stop_cluster(state_dir: Path) -> None:
         cwd=layout.server_root,
     )
     log.info("postgres_stopped")
+
+
+def destroy_cluster(state_dir: Path) -> None:
+    """Stop the cluster and delete its files, wherever they were placed."""
+    stop_cluster(state_dir)
+    layout = _Layout.of(state_dir)
+    shutil.rmtree(layout.server_root, ignore_errors=True)
+    shutil.rmtree(layout.root, ignore_errors=True)
+    log.info("postgres_destroyed")
 
 
 def load_info(state_dir: Path) -> ClusterInfo:
