@@ -22,16 +22,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import json
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from trustloop.identity.rar import AuthorizationDetail, parse_details
+from trustloop.identity.transport import require_secure
 
 # RFC 8693 §3 and RFC 7523 §2.2 identifiers (not secrets, whatever S105 thinks).
 TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
@@ -122,7 +121,7 @@ class IdpClient:
     """Async client of one issuer; cheap to build, safe to share between requests."""
 
     def __init__(self, issuer: str, http: httpx.AsyncClient) -> None:
-        _require_secure(issuer)
+        require_secure(issuer, "the IdP")
         self._issuer = issuer.rstrip("/")
         self._http = http
         self._endpoints: dict[str, str] | None = None
@@ -248,7 +247,7 @@ class IdpClient:
             raise IdpUnavailableError("the discovery document names another issuer")
         endpoints = {k: v for k, v in metadata.items() if k.endswith("_endpoint")}
         for url in endpoints.values():
-            _require_secure(url)
+            require_secure(url, "the IdP")
         return endpoints
 
     async def _post(
@@ -350,22 +349,3 @@ def _require_granted(body: dict[str, Any], detail: AuthorizationDetail) -> None:
         raise OAuthError(
             "invalid_authorization_details", "the IdP granted something else", 200
         )
-
-
-def _require_secure(url: str) -> None:
-    """HTTPS, or plain HTTP to a loopback address (the local stack)."""
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return
-    if parts.scheme == "http" and _is_loopback(parts.hostname):
-        return
-    raise ValueError(f"the IdP must be reached over HTTPS: {url!r}")
-
-
-def _is_loopback(host: str | None) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return host is not None and ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -24,18 +24,18 @@ Exceptions (every hvac or requests error is translated in one place)::
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import hvac
 import hvac.exceptions
 import requests
+
+from trustloop.identity.transport import require_secure
 
 _STATUS_BY_ERROR: dict[type[hvac.exceptions.VaultError], int] = {
     hvac.exceptions.InvalidRequest: 400,
@@ -98,7 +98,7 @@ class VaultLeaseClient:
     ) -> None:
         if not addr or not auth_role or not creds_role:
             raise ValueError("a Vault address, auth role and creds role are required")
-        _require_secure(addr)
+        require_secure(addr, "Vault")
         self._auth_role = auth_role
         self._creds_path = f"/v1/{engine_mount}/creds/{creds_role}"
         self._auth_mount = auth_mount
@@ -194,25 +194,6 @@ def _refuse_redirect(response: requests.Response, *args: Any, **kwargs: Any) -> 
     """A 3xx is no answer: hvac would take it for success (``revoke`` included)."""
     if 300 <= response.status_code < 400:
         raise VaultUnavailableError(response.status_code, "redirect refused")
-
-
-def _require_secure(addr: str) -> None:
-    """HTTPS, or plain HTTP to a loopback address (the local stack)."""
-    parts = urlsplit(addr)
-    if parts.scheme == "https" and parts.hostname:
-        return
-    if parts.scheme == "http" and _is_loopback(parts.hostname):
-        return
-    raise ValueError(f"Vault must be reached over HTTPS: {addr!r}")
-
-
-def _is_loopback(host: str | None) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return host is not None and ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @contextmanager
