@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 import structlog
+from fakeclock import FakeClock
 from spiffe import JwtSvid, TrustDomain, WorkloadApiClient
 
 from trustloop.devstack.spire import SpireServer, serve_in_background
@@ -20,14 +21,6 @@ pytestmark = pytest.mark.integration
 
 MCP_ID = "spiffe://trustloop.local/mcp-server"
 VAULT = "trustloop-vault"
-
-
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fakeclock import FakeClock
 from joserfc.jwk import ECKey
 
 from trustloop.devstack.idp.app import Idp, build_idp, create_app
@@ -32,14 +33,6 @@ MCP_ID = "spiffe://trustloop.local/mcp-server"
 RUNTIME_ID = "spiffe://trustloop.local/agent-runtime"
 VAULT = "trustloop-vault"
 PASSWORDS = {"achen": "pw-achen-1", "bokafor": "pw-bokafor-1", "cwhite": "pw-cw-1"}
-
-
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class FakeFacts:

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fakeclock import FakeClock
 from joserfc.jwk import ECKey
 
 from trustloop.devstack.demo import by_username
@@ -31,14 +32,6 @@ NOW = 1_800_000_000.0
 ISSUER = "http://127.0.0.1:9400"
 MCP_ID = "spiffe://trustloop.local/mcp-server"
 PASSWORDS = {"achen": "pw-achen-1"}
-
-
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class NoFacts:

@@ -11,13 +11,13 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from fakeclock import FakeClock
 from pydantic import ValidationError
 from test_idp_exchange import (
     ISSUER,
     MCP_ID,
     PASSWORDS,
     RUNTIME_ID,
-    FakeClock,
     FakeFacts,
     World,
     _claims,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fakeclock import FakeClock
 from joserfc import jws
 
 from trustloop.devstack.demo import CLINICIANS
@@ -18,14 +19,6 @@ from trustloop.identity.rar import patient_read
 ISSUER = "http://127.0.0.1:9400"
 MCP = "http://127.0.0.1:8000/mcp"
 NOW = 1_800_000_000.0
-
-
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _pair(

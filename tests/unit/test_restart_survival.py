@@ -6,6 +6,7 @@ import json
 import socket
 from typing import TYPE_CHECKING
 
+from fakeclock import FakeClock
 from joserfc import jws
 
 from trustloop.devstack.net import port_is_free
@@ -18,14 +19,6 @@ if TYPE_CHECKING:
 MCP_ID = "spiffe://trustloop.local/mcp-server"
 
 
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def kids(authority: JwtAuthority) -> set[str]:
     return {str(k["kid"]) for k in json.loads(authority.jwks)["keys"]}
 
@@ -33,7 +26,7 @@ def kids(authority: JwtAuthority) -> set[str]:
 def test_a_restarted_spire_authority_publishes_the_previous_key_until_it_expires(
     tmp_path: Path,
 ) -> None:
-    clock = Clock(1_800_000_000)
+    clock = FakeClock(1_800_000_000)
     keys_file = tmp_path / "jwt-keys.json"
     before = JwtAuthority("trustloop.local", clock=clock, keys_file=keys_file)
     svid = before.mint(MCP_ID, ["aud"])
@@ -79,7 +72,7 @@ def test_a_restarted_vault_token_store_honours_its_tokens_and_keeps_no_token(
 def test_a_vault_token_store_forgets_expired_tokens_across_a_restart(
     tmp_path: Path,
 ) -> None:
-    clock = Clock(1_800_000_000)
+    clock = FakeClock(1_800_000_000)
     path = tmp_path / "tokens.json"
     store = TokenStore(path=path, clock=clock, ttl_s=10)
     issued = store.mint(MCP_ID, ())

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from fakeclock import FakeClock
 
 from trustloop.devstack.jwtcheck import JwtInvalidError
 from trustloop.devstack.spire.keys import JWT_SVID_TTL_S, JwtAuthority
 
 MCP_ID = "spiffe://trustloop.local/mcp-server"
-
-
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_minted_svid_validates_for_its_audience() -> None:

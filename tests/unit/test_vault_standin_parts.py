@@ -8,6 +8,7 @@ import stat
 from typing import TYPE_CHECKING
 
 import pytest
+from fakeclock import FakeClock
 
 from trustloop.audit.chain import AuditLog
 from trustloop.devstack.vault.audit import AuditDevice, AuditRecord, load_hmac_key
@@ -19,14 +20,6 @@ from trustloop.identity.vault import Lease
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _record(**data: object) -> AuditRecord:
