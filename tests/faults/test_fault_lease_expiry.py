@@ -7,13 +7,12 @@ from ``access.grants``) while the query waits on a lock the test holds.
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING
 
 import pytest
 from faultkit import (
-    Reply,
     ask,
+    ask_in_background,
     assert_clear_failure,
     chart_question,
     expire_grant_now,
@@ -33,13 +32,8 @@ def test_lease_expiring_mid_query_ends_the_session_and_fails_closed(
     stack: Stack, cluster_of: ClusterInfo, token: str
 ) -> None:
     question = chart_question(cluster_of)
-    replies: list[Reply] = []
-    asking = threading.Thread(
-        target=lambda: replies.append(ask(stack, token, question))
-    )
-
     with table_locked(cluster_of, "clinical.observations"):
-        asking.start()
+        asking, replies = ask_in_background(stack, token, question)
         role = wait_for_waiting_obo_session(cluster_of)
         expire_grant_now(cluster_of, role)
         wait_until_no_obo_roles(cluster_of)

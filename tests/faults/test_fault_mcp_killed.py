@@ -6,13 +6,12 @@ Mid-call is deterministic: the call's chart query waits on a lock the test holds
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING
 
 import pytest
 from faultkit import (
-    Reply,
     ask,
+    ask_in_background,
     assert_clear_failure,
     chart_question,
     expire_grant_now,
@@ -33,13 +32,8 @@ def test_mcp_killed_mid_call_fails_closed_and_its_lease_is_reaped(
     stack: Stack, cluster_of: ClusterInfo, token: str
 ) -> None:
     question = chart_question(cluster_of)
-    replies: list[Reply] = []
-    asking = threading.Thread(
-        target=lambda: replies.append(ask(stack, token, question))
-    )
-
     with table_locked(cluster_of, "clinical.observations"):
-        asking.start()
+        asking, replies = ask_in_background(stack, token, question)
         role = wait_for_waiting_obo_session(cluster_of)
         stack.stop_part("mcp", kill=True)
     asking.join(timeout=60)

@@ -8,13 +8,12 @@ Mid-call is made deterministic: an admin transaction holds a lock on
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING
 
 import pytest
 from faultkit import (
-    Reply,
     ask,
+    ask_in_background,
     assert_clear_failure,
     chart_question,
     expire_grant_now,
@@ -38,13 +37,8 @@ def test_postgres_restart_mid_query_fails_closed_and_recovers(
 ) -> None:
     question = chart_question(cluster_of)
     assert ask(stack, token, question).succeeded
-    replies: list[Reply] = []
-    asking = threading.Thread(
-        target=lambda: replies.append(ask(stack, token, question))
-    )
-
     with table_locked(cluster_of, "clinical.observations"):
-        asking.start()
+        asking, replies = ask_in_background(stack, token, question)
         role = wait_for_waiting_obo_session(cluster_of)
         stop_cluster(stack.settings.state_dir)
     start_cluster(stack.settings.state_dir)

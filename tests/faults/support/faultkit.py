@@ -7,6 +7,7 @@ part it stopped before it ends.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -68,6 +69,18 @@ def ask(stack: Stack, token: str, question: str, timeout: float = 60.0) -> Reply
     except InvocationError as exc:
         reply.error = str(exc)
     return reply
+
+
+def ask_in_background(
+    stack: Stack, token: str, question: str
+) -> tuple[threading.Thread, list[Reply]]:
+    """Start asking ``question`` on a thread; its reply lands in the list."""
+    replies: list[Reply] = []
+    asking = threading.Thread(
+        target=lambda: replies.append(ask(stack, token, question))
+    )
+    asking.start()
+    return asking, replies
 
 
 def ask_until_answered(
