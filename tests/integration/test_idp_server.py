@@ -201,7 +201,7 @@ async def test_exchange_grants_a_care_team_patient_with_the_exact_obo_claims(
     assert claims["sub"] == ME
     assert claims["act"] == {"sub": idp.settings.mcp_spiffe_id}
     assert claims["aud"] == idp.settings.vault_audience
-    assert claims["authorization_details"] == [detail.model_dump(mode="json")]
+    assert claims["authorization_details"] == [detail.wire()]
     assert claims["exp"] - claims["iat"] <= 60
     assert first.jti == claims["jti"]
     assert first.jti != second.jti
@@ -255,7 +255,7 @@ async def test_a_restricted_patient_on_the_care_team_asks_for_step_up(
 
     claims = _claims(challenged.value.challenge)
     assert claims["aud"] == idp.settings.idp_issuer
-    assert claims["authorization_details"] == [detail.model_dump(mode="json")]
+    assert claims["authorization_details"] == [detail.wire()]
 
 
 async def test_two_details_or_a_widened_detail_are_refused(

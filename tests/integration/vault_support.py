@@ -106,7 +106,7 @@ class Tokens:
             "aud": AUDIENCE,
             "act": {"sub": actor},
             "client_id": actor,
-            "authorization_details": [detail.model_dump(mode="json")],
+            "authorization_details": [detail.wire()],
             "iat": now,
             "exp": now + ttl,
             "jti": jti or str(uuid.uuid4()),

@@ -200,7 +200,7 @@ async def test_exchange_grants_a_care_team_patient_with_the_exact_obo_claims(
     assert claims["act"] == {"sub": MCP_ID}
     assert claims["client_id"] == MCP_ID
     assert claims["aud"] == VAULT
-    assert claims["authorization_details"] == [detail.model_dump(mode="json")]
+    assert claims["authorization_details"] == [detail.wire()]
     assert claims["exp"] - claims["iat"] == 60
     assert obo.expires_in == 60
     assert obo.jti == claims["jti"]

@@ -149,7 +149,7 @@ async def test_authorization_details_that_are_not_json_are_refused(
 async def test_a_registered_write_action_asks_for_the_clinicians_consent(
     world: World,
 ) -> None:
-    details = [{**MINE, "actions": ["write_note"]}]
+    details = [{**MINE, "actions": ["write_note"], "change_sha256": "ab" * 32}]
     response = await _raw_exchange(world, authorization_details=json.dumps(details))
 
     assert response.status_code == 200

@@ -48,7 +48,10 @@ from trustloop.settings import Settings
 
 RESTRICTED = patient_read("p-restricted")
 NOTE = AuthorizationDetail(
-    type="patient_record", actions=("write_note",), identifier="Patient/p-mine"
+    type="patient_record",
+    actions=("write_note",),
+    identifier="Patient/p-mine",
+    change_sha256="0" * 64,
 )
 PUSH = "push-clin-achen"
 VERIFICATIONS = f"{ISSUER}/v1.0/authenticators/{PUSH}/verifications"
@@ -118,7 +121,7 @@ async def test_a_restricted_read_answers_an_mfa_challenge_not_an_obo(
     assert claims["aud"] == ISSUER
     assert claims["sub"] == "clin-achen"
     assert claims["act"] == {"sub": MCP_ID}
-    assert claims["authorization_details"] == [RESTRICTED.model_dump(mode="json")]
+    assert claims["authorization_details"] == [RESTRICTED.wire()]
     assert claims["scope"] == "mfa_challenge"
     assert "step_up_required" in _events(world)
     assert "token_exchanged" not in _events(world)
@@ -189,7 +192,7 @@ async def test_an_approved_push_redeems_for_a_stepped_up_obo(world: World) -> No
     assert isinstance(claims["auth_time"], int)
     assert claims["act"] == {"sub": MCP_ID}
     assert claims["aud"] == "trustloop-vault"
-    assert claims["authorization_details"] == [RESTRICTED.model_dump(mode="json")]
+    assert claims["authorization_details"] == [RESTRICTED.wire()]
     exchanged = [e for e in world.audit_events() if e["event"] == "token_exchanged"]
     assert exchanged[-1]["jti"] == obo.jti
     assert exchanged[-1]["acr"] == "urn:trustloop:acr:step-up"
@@ -232,7 +235,7 @@ async def test_another_client_cannot_redeem(world: World) -> None:
     form = {
         "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
         "assertion": assertion,
-        "authorization_details": json.dumps([RESTRICTED.model_dump(mode="json")]),
+        "authorization_details": json.dumps([RESTRICTED.wire()]),
         "client_assertion_type": JWT_BEARER_ASSERTION,
         "client_assertion": world.svid(RUNTIME_ID),
     }
@@ -411,7 +414,7 @@ async def test_an_approved_consent_yields_an_obo_that_says_so(world: World) -> N
 
     assert claims["consent"] is True
     assert claims["amr"] == ["push"]
-    assert claims["authorization_details"] == [NOTE.model_dump(mode="json")]
+    assert claims["authorization_details"] == [NOTE.wire()]
 
 
 async def test_a_denied_consent_yields_nothing(world: World) -> None:

@@ -149,7 +149,7 @@ class IdpClient:
         Refuses an answer that grants anything other than ``detail``; raises
         :class:`MfaChallengeError` when the IdP asks for a step-up first.
         """
-        details = json.dumps([detail.model_dump(mode="json")], separators=(",", ":"))
+        details = json.dumps([detail.wire()], separators=(",", ":"))
         form = {
             "grant_type": TOKEN_EXCHANGE_GRANT,
             "subject_token": subject_token,
@@ -174,7 +174,7 @@ class IdpClient:
         Re-sends ``authorization_details`` as IBM Verify expects; the answer must
         grant exactly ``detail``.
         """
-        details = json.dumps([detail.model_dump(mode="json")], separators=(",", ":"))
+        details = json.dumps([detail.wire()], separators=(",", ":"))
         form = {
             "grant_type": JWT_BEARER_GRANT,
             "assertion": assertion,

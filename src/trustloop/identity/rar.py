@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 RarType = Literal["patient_record", "care_team_roster"]
 Action = Literal["read", "write_note", "update_medication"]
+# Writes name the exact change they were approved for (docs/contracts.md, "Writes").
+WRITE_ACTIONS = frozenset({"write_note", "update_medication"})
+_SHA256_HEX = r"^[0-9a-f]{64}$"
 # The actions each type accepts: the roster is only ever read.
 _ACTIONS: dict[str, frozenset[str]] = {
     "patient_record": frozenset({"read", "write_note", "update_medication"}),
@@ -36,6 +39,9 @@ class AuthorizationDetail(BaseModel):
     type: RarType
     actions: tuple[Action] = Field(min_length=1, max_length=1)
     identifier: str = Field(min_length=1, max_length=100)
+    # A type-specific field (RFC 9396 §2): the SHA-256 (hex) of the one change a
+    # write may make, so consent, the OBO token and the database all bind to it.
+    change_sha256: str | None = Field(default=None, pattern=_SHA256_HEX)
 
     @model_validator(mode="after")
     def _identifier_matches_type(self) -> AuthorizationDetail:
@@ -43,6 +49,8 @@ class AuthorizationDetail(BaseModel):
             raise ValueError(f"identifier does not name a resource of type {self.type}")
         if self.action not in _ACTIONS[self.type]:
             raise ValueError(f"action {self.action} is not defined for {self.type}")
+        if (self.action in WRITE_ACTIONS) != (self.change_sha256 is not None):
+            raise ValueError("change_sha256 is required for writes and only for writes")
         return self
 
     @property
@@ -53,6 +61,10 @@ class AuthorizationDetail(BaseModel):
     def resource_id(self) -> str:
         """The id part of ``identifier`` (``Patient/<id>`` gives ``<id>``)."""
         return self.identifier.split("/", 1)[1]
+
+    def wire(self) -> dict[str, object]:
+        """The JSON object sent and signed: absent fields stay absent."""
+        return self.model_dump(mode="json", exclude_none=True)
 
     def role_key(self) -> str:
         """The key Vault's verify-rar roles map to group roles: ``<type>|<action>``."""
@@ -65,6 +77,18 @@ AuthorizationDetails = TypeAdapter(list[AuthorizationDetail])
 def patient_read(patient_id: str) -> AuthorizationDetail:
     return AuthorizationDetail(
         type="patient_record", actions=("read",), identifier=f"Patient/{patient_id}"
+    )
+
+
+def patient_write(
+    patient_id: str, action: Action, change_sha256: str
+) -> AuthorizationDetail:
+    """A write on one patient's record, bound to the digest of the exact change."""
+    return AuthorizationDetail(
+        type="patient_record",
+        actions=(action,),
+        identifier=f"Patient/{patient_id}",
+        change_sha256=change_sha256,
     )
 
 

@@ -116,8 +116,8 @@ def test_obo_naming_another_actor_is_refused(
             {
                 "extra": {
                     "authorization_details": [
-                        patient_read("a").model_dump(mode="json"),
-                        patient_read("b").model_dump(mode="json"),
+                        patient_read("a").wire(),
+                        patient_read("b").wire(),
                     ]
                 }
             },

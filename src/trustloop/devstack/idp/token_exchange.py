@@ -169,7 +169,7 @@ class TokenExchange:
         return self._step_up.challenge(
             sub=sub,
             actor=attempt.actor or "",
-            details=[detail.model_dump(mode="json")],
+            details=[detail.wire()],
             rule=attempt.rule,
             requires=decision.requires,
         )
@@ -217,7 +217,7 @@ class TokenExchange:
             details = parse_details(raw)
         except ValidationError as exc:
             raise _invalid_details("authorization_details is malformed") from exc
-        attempt.requested = [d.model_dump(mode="json") for d in details]
+        attempt.requested = [d.wire() for d in details]
         return details[0]
 
     async def _decide(
@@ -321,7 +321,7 @@ def _check_may_act(may_act: object, actor: str) -> None:
 
 
 _REGISTERED_TYPES = frozenset(get_args(RarType))
-_DETAIL_FIELDS = frozenset({"type", "actions", "identifier"})
+_DETAIL_FIELDS = frozenset(AuthorizationDetail.model_fields)
 
 
 def _check_details_shape(raw: str) -> None:

@@ -124,7 +124,7 @@ class TokenIssuer:
             "aud": audience,
             "act": {"sub": actor},
             "client_id": actor,
-            "authorization_details": [d.model_dump(mode="json") for d in details],
+            "authorization_details": [d.wire() for d in details],
             "iat": now,
             "exp": now + OBO_TTL_S,
             "jti": str(uuid.uuid4()),
