@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     vault_creds_role: str = "clinical"
     mcp_url: str = "http://127.0.0.1:8000/mcp"
     runtime_url: str = "http://127.0.0.1:8080"
+    # The clinician's web app (trustloop.app); its OIDC redirect is <app_url>/auth/callback.
+    app_url: str = "http://127.0.0.1:3000"
+    # How the app invokes the runtime (DESIGN.md, "three identities"): a bearer on
+    # Authorization (jwt) or IAM-signed with the user token in a custom header (sigv4).
+    app_invoke_mode: Literal["jwt", "sigv4"] = "jwt"
     # The IdP's exchange policy (docs/policy.md); None: the one shipped with it.
     idp_policy: Path | None = None
 
@@ -83,6 +88,10 @@ class Settings(BaseSettings):
     def mcp_resource(self) -> str:
         """The MCP server's resource identifier: the ``aud`` of clinician tokens."""
         return self.mcp_url
+
+    @property
+    def app_redirect_uri(self) -> str:
+        return self.app_url.rstrip("/") + "/auth/callback"
 
     @property
     def mcp_spiffe_id(self) -> str:
