@@ -11,6 +11,7 @@ from trustloop.audit.chain import (
     GENESIS,
     AuditLog,
     AuditWriteError,
+    anchor_path,
     line_hash,
     verify_chain,
 )
@@ -73,3 +74,63 @@ def test_an_unwritable_file_raises_instead_of_dropping_the_record(
     log = AuditLog(blocker / "a.jsonl", "test")
     with pytest.raises(AuditWriteError):
         log.append("happened")
+
+
+def test_lines_cut_off_the_end_are_caught_by_the_anchor(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    _write_three(path)
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:1]) + "\n")
+
+    broken = verify_chain(path)
+
+    assert broken is not None
+    assert broken.line_number == 2
+    assert "cut off the end" in broken.reason
+
+
+def test_a_changed_last_line_is_caught_by_the_anchor(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    _write_three(path)
+    lines = path.read_text().splitlines()
+    lines[2] = lines[2].replace("jti-2", "jti-X")
+    path.write_text("\n".join(lines) + "\n")
+
+    broken = verify_chain(path)
+
+    assert broken is not None
+    assert broken.line_number == 3
+    assert broken.reason == "does not match the anchor"
+
+
+def test_lines_appended_after_the_anchor_was_read_still_verify(tmp_path: Path) -> None:
+    """A writer may append between verify's read of the anchor and of the file."""
+    path = tmp_path / "a.jsonl"
+    _write_three(path)
+    anchor = anchor_path(path).read_bytes()
+    AuditLog(path, "test").append("later")
+    anchor_path(path).write_bytes(anchor)
+
+    assert verify_chain(path) is None
+
+
+def test_an_unreadable_anchor_fails_verification(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    _write_three(path)
+    anchor_path(path).write_text("{not json")
+
+    broken = verify_chain(path)
+
+    assert broken is not None
+    assert "cut off the end" in broken.reason
+
+
+def test_the_anchor_counts_lines_across_reopened_logs(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    _write_three(path)
+    AuditLog(path, "test").append("later")
+
+    anchor = json.loads(anchor_path(path).read_text())
+
+    assert anchor["lines"] == 4
+    assert anchor["last_hash"] == line_hash(path.read_bytes().splitlines()[-1])
