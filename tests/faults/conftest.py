@@ -2,7 +2,9 @@
 
 One stack for this directory, not one per module: a start with the samples loaded
 costs ~10 s, seven of them would double the suite's time. Every test therefore
-restores what it breaks (in ``finally``) and signs in afresh (``token``).
+restores what it breaks (in ``finally``) and signs in afresh (``token``). The
+step-up timeout is short (:data:`faultkit.STEP_UP_TIMEOUT_S`) so that a push nobody
+answers ends within the test; no other fault test opens a restricted chart.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
+from faultkit import STEP_UP_TIMEOUT_S
 
 from trustloop.cli.load_cmd import load_into
 from trustloop.cli.session import sign_in
@@ -26,7 +29,7 @@ if TYPE_CHECKING:
 @pytest.fixture(scope="session")
 def stack(pg_state_dir_factory: Callable[[str], Path]) -> Iterator[Stack]:
     state = pg_state_dir_factory("faults")
-    stack = Stack.on_free_ports(state)
+    stack = Stack.on_free_ports(state, step_up_timeout_s=STEP_UP_TIMEOUT_S)
     stack.start()
     try:
         assert stack.cluster is not None

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 ACHEN = "clin-achen"
 # The reaper runs every 2 s; a revoke waits up to 2 s for sessions to end.
 REAP_WAIT_S = 15.0
+STEP_UP_TIMEOUT_S = 3.0
 # A validator refetches a JWKS at most every 5 s; one more second of slack.
 JWKS_REFETCH_WAIT_S = 6.0
 
@@ -119,6 +120,19 @@ def on_team_patient(cluster: ClusterInfo) -> tuple[str, str]:
             (ACHEN,),
         ).fetchone()
     assert row is not None
+    return str(row[0]), str(row[1])
+
+
+def restricted_patient(cluster: ClusterInfo) -> tuple[str, str]:
+    """``(id, name)`` of a restricted (sensitive) patient on Dr. Chen's care team."""
+    with psycopg.connect(cluster.admin_conninfo()) as conn:
+        row = conn.execute(
+            "select p.id, p.name from clinical.patients p "
+            "join clinical.care_team_members m on m.patient_id = p.id "
+            "where m.clinician_sub = %s and p.sensitive order by p.name limit 1",
+            (ACHEN,),
+        ).fetchone()
+    assert row is not None, "the demo data has no restricted patient for achen"
     return str(row[0]), str(row[1])
 
 
