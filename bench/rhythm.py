@@ -1,74 +1,144 @@
-"""Per-call cost of the four-step rhythm, step by step, against its floor.
+"""Per-call cost of the four-step rhythm, step by step, against its floor (issue 7).
 
 Starts the whole local stack (separate processes, loopback), asks N chart questions
-as a demo clinician, and reads the MCP server's audit lines for the step timings.
-The baseline, measured in the same run: what the same chart read costs with no
-identity work at all (a fresh SCRAM login as a standing role, the same queries).
+as a demo clinician (one tool call each) and reads the step timings from the MCP
+server's audit lines and the CPU time from the runtime's. In the same run, on the
+same chart: the floor and the pooled baseline (bench/baselines.py), and the time
+from starting a runtime process to a healthy ``/ping``. Prints figures and where
+each target of issue 7 stands; it never fails on them.
 
-    .venv/bin/python bench/rhythm.py [N]
+    .venv/bin/python bench/rhythm.py [N]      # N >= 1, default 200
 
-Bounded: N questions (default 40), loopback only, stops the stack at the end.
+Bounded: N questions, loopback only, stops the stack at the end.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import psycopg
+from baselines import floor, pooled
 
 from trustloop.cli.load_cmd import load_into
 from trustloop.cli.session import ask, sign_in
+from trustloop.devstack.net import free_port
 from trustloop.devstack.postgres import ClusterInfo
 from trustloop.devstack.stack import Stack
-from trustloop.records import queries
 from trustloop.records.samples import samples_path
 
 STEPS = ("introspect", "exchange", "lease", "connect", "query", "close", "revoke")
+IDENTITY_STEPS = ("introspect", "exchange", "lease", "revoke")
+PING_STARTS = 3
+# Issue 7's targets.
+FLOOR_MEDIAN_X, FLOOR_P99_X, CPU_S_PER_TURN, PING_S = 1.5, 3.0, 0.05, 2.5
 
 
-def _p(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _row(name: str, values: list[float]) -> str:
-    med, p99 = statistics.median(values), _p(values, 0.99)
-    return f"  {name:<26} median {med:7.2f} ms   p99 {p99:7.2f} ms"
+def row(name: str, values: list[float], unit: str = "ms") -> str:
+    med, p99 = statistics.median(values), percentile(values, 0.99)
+    return f"  {name:<34} median {med:8.2f} {unit}   p99 {p99:8.2f} {unit}"
 
 
-def _baseline(cluster: ClusterInfo, patient_id: str, n: int) -> list[float]:
-    """A standing login with a password, reading the same chart: no rhythm at all."""
-    admin = cluster.admin_conninfo()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute("drop role if exists bench_static")
-        conn.execute(
-            "create role bench_static login password 'bench-only' in role clinical_reader"
+def _cluster(stack: Stack) -> ClusterInfo:
+    if stack.cluster is None:
+        raise SystemExit("PostgreSQL did not start")
+    return stack.cluster
+
+
+def _patient(stack: Stack) -> str:
+    with psycopg.connect(_cluster(stack).admin_conninfo()) as conn:
+        found = conn.execute(
+            "select p.id from clinical.patients p join clinical.care_team_members m"
+            " on m.patient_id = p.id where m.clinician_sub = 'clin-achen'"
+            " and not p.sensitive order by p.name limit 1"
+        ).fetchone()
+    if found is None:
+        raise SystemExit("no patient on achen's care team")
+    return str(found[0])
+
+
+def _questions(stack: Stack, patient_id: str, n: int) -> list[float]:
+    token = sign_in(stack.settings, "achen")
+    question = f"show me the chart of Patient/{patient_id}"
+    for _ in range(3):  # warm-up: imports, first connections, cached SVIDs
+        ask(stack.settings, token, question)
+    wall = []
+    for _ in range(n):
+        started = time.perf_counter()
+        answer = ask(stack.settings, token, question)
+        wall.append((time.perf_counter() - started) * 1000)
+        if not answer.tools or answer.tools[-1]["status"] != "success":
+            raise SystemExit(f"a chart read failed: {answer.tools}")
+    return wall
+
+
+def _audit(stack: Stack, name: str, event: str, n: int) -> list[dict[str, Any]]:
+    lines = (stack.settings.audit_dir / f"{name}.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines if line]
+    return [r for r in records if r.get("event") == event][-n:]
+
+
+def _time_to_ping(stack: Stack, patient_id: str) -> tuple[list[float], list[float]]:
+    """Seconds from spawning ``python -m trustloop.agent`` to a healthy ``/ping``,
+    and to its first answered chart question (the agent stack imports in the
+    background after ``/ping`` answers, so the first question may wait for it)."""
+    token = sign_in(stack.settings, "achen")
+    question = f"show me the chart of Patient/{patient_id}"
+    to_ping, to_answer = [], []
+    for _ in range(PING_STARTS):
+        port = free_port()
+        env = stack.child_env("runtime")
+        env["TRUSTLOOP_RUNTIME_URL"] = f"http://127.0.0.1:{port}"
+        started = time.perf_counter()
+        child = subprocess.Popen(
+            [sys.executable, "-m", "trustloop.agent"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
-        conn.execute(
-            "insert into access.grants values ('bench_static', 'bench', 'bench', "
-            "'patient_record', 'read', %s, false, now() + interval '1 hour') "
-            "on conflict (role_name) do nothing",
-            (patient_id,),
-        )
-    times = []
-    try:
-        for _ in range(n):
-            started = time.perf_counter()
-            with psycopg.connect(
-                cluster.tcp_conninfo("bench_static", "bench-only")
-            ) as c:
-                queries.read_chart(c, patient_id)
-            times.append((time.perf_counter() - started) * 1000)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute("delete from access.grants where role_name = 'bench_static'")
-            conn.execute("drop role bench_static")
-    return times
+        try:
+            to_ping.append(_wait_healthy(port, started))
+            settings = stack.settings.model_copy(
+                update={"runtime_url": env["TRUSTLOOP_RUNTIME_URL"]}
+            )
+            ask(settings, token, question)
+            to_answer.append(time.perf_counter() - started)
+        finally:
+            child.terminate()
+            child.wait(timeout=10)
+    return to_ping, to_answer
+
+
+def _wait_healthy(port: int, started: float) -> float:
+    deadline = started + 30
+    with httpx.Client(timeout=1.0, trust_env=False) as http:
+        while time.perf_counter() < deadline:
+            try:
+                answer = http.get(f"http://127.0.0.1:{port}/ping")
+                if answer.json().get("status") == "Healthy":
+                    return time.perf_counter() - started
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.01)
+    raise SystemExit("the runtime did not answer /ping within 30 s")
+
+
+def _target(name: str, value: float, limit: float, unit: str) -> str:
+    verdict = "met" if value <= limit else "NOT met"
+    return f"  {name:<44} {value:8.3f} {unit} (target <= {limit} {unit}): {verdict}"
 
 
 def main(n: int) -> None:
@@ -77,54 +147,73 @@ def main(n: int) -> None:
     stack = Stack.on_free_ports(state)
     stack.start()
     try:
-        cluster = stack.cluster
-        if cluster is None:
-            raise SystemExit("PostgreSQL did not start")
+        cluster = _cluster(stack)
         load_into(cluster, samples_path(), state)
-        with psycopg.connect(cluster.admin_conninfo()) as conn:
-            row = conn.execute(
-                "select p.id, p.name from clinical.patients p join clinical.care_team_members m"
-                " on m.patient_id = p.id where m.clinician_sub = 'clin-achen'"
-                " and not p.sensitive order by p.name limit 1"
-            ).fetchone()
-        if row is None:
-            raise SystemExit("no patient on achen's care team")
-        patient_id, _name = str(row[0]), str(row[1])
-        token = sign_in(stack.settings, "achen")
-        question = f"show me the chart of Patient/{patient_id}"
-        ask(stack.settings, token, question)  # warm-up: imports, first connections
-        wall = []
-        for _ in range(n):
-            started = time.perf_counter()
-            answer = ask(stack.settings, token, question)
-            wall.append((time.perf_counter() - started) * 1000)
-            if not answer.tools or answer.tools[-1]["status"] != "success":
-                raise SystemExit(f"a chart read failed: {answer.tools}")
-        lines = (stack.settings.audit_dir / "mcp.jsonl").read_text().splitlines()
-        calls = [json.loads(x) for x in lines][-n:]
-        baseline = _baseline(cluster, patient_id, n)
+        patient_id = _patient(stack)
+        wall = _questions(stack, patient_id, n)
+        calls = _audit(stack, "mcp", "tool_call", n)
+        turns = _audit(stack, "runtime", "invocation", n)
+        floor_ms = floor(cluster, patient_id, n)
+        pooled_ms = pooled(cluster, patient_id, n)
+        ping_s, first_s = _time_to_ping(stack, patient_id)
     finally:
         stack.stop()
+    _report(n, calls, turns, wall, floor_ms, pooled_ms, (ping_s, first_s))
 
-    timings = {s: [float(c["timings_ms"].get(s, 0.0)) for c in calls] for s in STEPS}
-    tool_total = [sum(c["timings_ms"].values()) for c in calls]
-    identity = [
-        sum(
-            c["timings_ms"].get(s, 0.0)
-            for s in ("introspect", "exchange", "lease", "revoke")
-        )
-        for c in calls
-    ]
-    print(f"rhythm, {n} chart reads through the whole stack (2 cores, loopback)")
+
+def _report(
+    n: int,
+    calls: list[dict[str, Any]],
+    turns: list[dict[str, Any]],
+    wall: list[float],
+    floor_ms: list[float],
+    pooled_ms: list[float],
+    start_s: tuple[list[float], list[float]],
+) -> None:
+    ping_s, first_s = start_s
+    steps = {s: [float(c["timings_ms"].get(s, 0.0)) for c in calls] for s in STEPS}
+    total = [sum(c["timings_ms"].values()) for c in calls]
+    identity = [sum(c["timings_ms"].get(s, 0.0) for s in IDENTITY_STEPS) for c in calls]
+    cpu_s = [float(t.get("cpu_ms", 0.0)) / 1000 for t in turns]
+
+    print(f"rhythm: {n} chart reads through the whole stack (loopback)")
     for step in STEPS:
-        print(_row(step, timings[step]))
-    print(_row("tool call (sum of steps)", tool_total))
-    print(_row("  of which identity work", identity))
-    print(_row("whole question (runtime)", wall))
-    print(_row("baseline: login + read", baseline))
-    ratio = statistics.median(tool_total) / statistics.median(baseline)
-    print(f"  tool call / baseline: {ratio:.1f}x (median over median)")
+        print(row(step, steps[step]))
+    print(row("tool call (sum of steps)", total))
+    print(row("  of which identity work", identity))
+    print(row("whole question (runtime)", wall))
+    print(row("floor: create, connect, read, drop", floor_ms))
+    print(row("pooled: one open connection", pooled_ms))
+    print(row("runtime CPU per turn", cpu_s, "s "))
+    print(row("process start to healthy /ping", ping_s, "s "))
+    print(row("process start to first answer", first_s, "s "))
+
+    med_x = statistics.median(total) / statistics.median(floor_ms)
+    p99_x = percentile(total, 0.99) / percentile(floor_ms, 0.99)
+    pooled_x = statistics.median(total) / statistics.median(pooled_ms)
+    print(f"  tool call / pooled: {pooled_x:.1f}x (median over median)")
+    print("targets (issue 7):")
+    print(_target("tool call / floor, median", med_x, FLOOR_MEDIAN_X, "x"))
+    print(_target("tool call / floor, p99", p99_x, FLOOR_P99_X, "x"))
+    print(
+        _target(
+            "runtime CPU per turn, median",
+            statistics.median(cpu_s),
+            CPU_S_PER_TURN,
+            "s",
+        )
+    )
+    print(
+        _target(
+            "start to healthy /ping, median", statistics.median(ping_s), PING_S, "s"
+        )
+    )
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 40)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("n", nargs="?", type=int, default=200, help="chart reads")
+    args = parser.parse_args()
+    if args.n < 1:
+        parser.error("n must be at least 1")
+    main(args.n)
