@@ -1,5 +1,6 @@
-"""A lease ending in the middle of a query: the Vault reaper revokes it, which ends
-the role's session, so the query fails closed and nothing outlives the lease.
+"""A lease ending in the middle of a query: the Vault reaper revokes it, which
+cancels the running statement and ends the role's session, so the query fails
+closed, the tool says the credential expired, and nothing outlives the lease.
 
 The lease's end is brought forward through its grant row (the reaper reads expiry
 from ``access.grants``) while the query waits on a lock the test holds.
@@ -39,7 +40,7 @@ def test_lease_expiring_mid_query_ends_the_session_and_fails_closed(
         wait_until_no_obo_roles(cluster_of)
     asking.join(timeout=60)
 
-    assert_clear_failure(replies[0], "temporarily_unavailable", "unavailable")
+    assert_clear_failure(replies[0], "the database credential expired")
     vault_audit = (stack.settings.audit_dir / "vault.jsonl").read_text()
     assert '"lease_expired"' in vault_audit
     assert role in vault_audit

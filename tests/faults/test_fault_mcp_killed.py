@@ -1,5 +1,6 @@
 """The MCP server killed (SIGKILL) in the middle of a tool call: the question fails
-closed, the orphaned lease is reaped when it ends, and a restarted server answers.
+closed, the orphaned lease is reaped when it ends (no role, grant row, session or
+role setting left), and a restarted server answers.
 
 Mid-call is deterministic: the call's chart query waits on a lock the test holds.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import psycopg
 import pytest
 from faultkit import (
     ask,
@@ -44,8 +46,23 @@ def test_mcp_killed_mid_call_fails_closed_and_its_lease_is_reaped(
     assert role in obo_roles(cluster_of)
     expire_grant_now(cluster_of, role)
     wait_until_no_obo_roles(cluster_of)
+    assert _traces_of(cluster_of, role) == (0, 0, 0)
 
     stack.start_part("mcp")
     after = ask(stack, token, question)
     assert after.succeeded, after
     wait_until_no_obo_roles(cluster_of)
+
+
+def _traces_of(cluster: ClusterInfo, role: str) -> tuple[int, int, int]:
+    """Grant rows, sessions and per-role settings the role left behind."""
+    with psycopg.connect(cluster.admin_conninfo()) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM access.grants WHERE role_name = %(r)s),"
+            " (SELECT count(*) FROM pg_stat_activity WHERE usename = %(r)s),"
+            " (SELECT count(*) FROM pg_db_role_setting s"
+            "   LEFT JOIN pg_roles r ON r.oid = s.setrole WHERE r.oid IS NULL)",
+            {"r": role},
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1]), int(row[2])

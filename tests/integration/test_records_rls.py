@@ -363,3 +363,85 @@ def test_ephemeral_role_cannot_connect_to_other_databases(
         pytest.raises(psycopg.OperationalError, match="permission denied"),
     ):
         psycopg.connect(eph.conninfo(cluster), dbname=dbname).close()
+
+
+def _clinical_tables(cluster: ClusterInfo) -> dict[str, str | None]:
+    """Every table of schema ``clinical`` and the column naming its patient.
+
+    ``patients`` names it ``id``; a table without one (``practitioners``) maps to
+    None and is looked at whole.
+    """
+    with psycopg.connect(cluster.admin_conninfo()) as conn:
+        rows = conn.execute(
+            "SELECT t.table_name, bool_or(c.column_name = 'patient_id')"
+            "  FROM information_schema.tables t"
+            "  JOIN information_schema.columns c USING (table_schema, table_name)"
+            " WHERE t.table_schema = 'clinical' GROUP BY 1"
+        ).fetchall()
+    return {
+        str(name): "patient_id" if has else ("id" if name == "patients" else None)
+        for name, has in rows
+    }
+
+
+def _count(
+    conn: psycopg.Connection[Any], table: str, column: str | None, pid: str
+) -> int:
+    """Hand-written SQL for one patient's rows; a refused read counts as none."""
+    where = (
+        sql.SQL("{} = {}").format(sql.Identifier(column), sql.Literal(pid))
+        if column
+        else sql.SQL("true")
+    )
+    query = sql.SQL("SELECT count(*) FROM clinical.{} WHERE {}").format(
+        sql.Identifier(table), where
+    )
+    try:
+        row = conn.execute(query).fetchone()
+    except psycopg.errors.InsufficientPrivilege:
+        return 0
+    return 0 if row is None else int(row[0])
+
+
+@pytest.mark.integration
+def test_grant_for_one_patient_sees_no_row_of_another_in_any_clinical_table(
+    cluster: ClusterInfo,
+) -> None:
+    """Hand-written SQL, every table, as a role granted patient A, asking for B."""
+    granted = _patient(cluster, sensitive=False)
+    other = _admin_scalar(
+        cluster,
+        "SELECT patient_id FROM clinical.observations WHERE patient_id <> %s"
+        " GROUP BY 1 ORDER BY count(*) DESC LIMIT 1",
+        granted,
+    )
+    tables = _clinical_tables(cluster)
+    with psycopg.connect(cluster.admin_conninfo()) as admin:
+        stored = {t: _count(admin, t, c, other) for t, c in tables.items()}
+
+    with (
+        ephemeral_role(cluster, rar_type="patient_record", resource_id=granted) as eph,
+        _connect(cluster, eph) as conn,
+    ):
+        seen = {t: _count(conn, t, c, other) for t, c in tables.items()}
+        own = _count(conn, "observations", "patient_id", granted)
+        resource = conn.execute(
+            "SELECT clinical.patient_resource(%s)", (other,)
+        ).fetchone()
+
+    assert set(tables) >= {
+        "patients",
+        "encounters",
+        "conditions",
+        "observations",
+        "medication_requests",
+        "notes",
+        "medication_changes",
+        "care_team_members",
+        "practitioners",
+    }
+    assert stored["observations"] > 0
+    assert stored["patients"] == 1
+    assert own > 0
+    assert seen == dict.fromkeys(tables, 0)
+    assert resource == (None,)

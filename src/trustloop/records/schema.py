@@ -7,7 +7,11 @@ the schema again changes nothing and loses no data.
 What the schema guarantees (docs/contracts.md): every ``clinical`` table has
 row-level security enabled and forced; an ephemeral role (a member of
 ``clinical_reader``) sees only the rows its ``access.grants`` row allows, looked up by
-``session_user``; it cannot read ``access.grants`` itself.
+``session_user``; it cannot read ``access.grants`` itself. A write grant
+(``clinical_note_writer``, ``clinical_medication_writer``) makes one write, on its
+one patient, of the one change whose SHA-256 the grant names; the database sets
+the author and OBO ``jti`` from the grant row and keeps medication history
+(``035_writes.sql``).
 """
 
 from __future__ import annotations

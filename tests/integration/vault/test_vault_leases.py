@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import hvac
@@ -21,9 +22,10 @@ from vault_support import (
     wait_for,
 )
 
-from trustloop.devstack.vault.lease_engine import role_name_for
-from trustloop.identity.rar import patient_read, roster_read
+from trustloop.devstack.vault.lease_engine import GrantSpec, role_name_for
+from trustloop.identity.rar import Action, patient_read, patient_write, roster_read
 from trustloop.identity.vault import VaultError, VaultLeaseClient
+from trustloop.records.changes import sha256_hex
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -415,3 +417,94 @@ def test_only_a_stepped_up_obo_reads_a_sensitive_patients_rows(
     client.revoke(lease.lease_id)
 
     assert len(seen) == rows
+
+
+@pytest.mark.parametrize(
+    ("action", "group"),
+    [
+        ("write_note", "clinical_note_writer"),
+        ("update_medication", "clinical_medication_writer"),
+    ],
+)
+def test_write_obo_mints_a_writer_whose_grant_names_the_consented_change(
+    vault: VaultUnderTest,
+    client: VaultLeaseClient,
+    tokens: Tokens,
+    patient_ids: list[str],
+    action: Action,
+    group: str,
+) -> None:
+    """Membership in the writer group only: no reader, no table privilege."""
+    digest = sha256_hex(f"the one change of {action}")
+    lease = client.issue(tokens.obo(patient_write(patient_ids[0], action, digest)))
+    with psycopg.connect(vault.cluster.admin_conninfo(LEASE_ENGINE)) as conn:
+        grant = conn.execute(
+            "SELECT action, resource_id, change_sha256 FROM access.grants"
+            " WHERE role_name = %s",
+            [lease.username],
+        ).fetchone()
+        groups = conn.execute(
+            "SELECT g.rolname FROM pg_auth_members m"
+            " JOIN pg_roles g ON g.oid = m.roleid"
+            " JOIN pg_roles r ON r.oid = m.member WHERE r.rolname = %s",
+            [lease.username],
+        ).fetchall()
+        table_grants = conn.execute(
+            "SELECT count(*) FROM information_schema.role_table_grants"
+            " WHERE grantee = %s",
+            [lease.username],
+        ).fetchone()
+    client.revoke(lease.lease_id)
+
+    assert grant == (action, patient_ids[0], digest)
+    assert groups == [(group,)]
+    assert table_grants == (0,)
+
+
+def test_stand_in_start_reaps_unexpired_roles_it_holds_no_lease_for(
+    vault: VaultUnderTest,
+    client: VaultLeaseClient,
+    tokens: Tokens,
+    first_patient: AuthorizationDetail,
+    start_vault: Callable[[], VaultUnderTest],
+) -> None:
+    """A restarted stand-in has lost its lease table: nobody could revoke those
+    leases by id any more, so their roles go at start-up, not at their expiry."""
+    lease = client.issue(tokens.obo(first_patient, ttl=60))
+    vault.parts.reaper.stop()  # the running stand-in would not touch a live lease
+    try:
+        fresh = start_vault()
+        assert not role_exists(vault.cluster, lease.username)
+        assert not grant_exists(vault.cluster, lease.username)
+        assert len(fresh.parts.leases) == 0
+    finally:
+        vault.parts.reaper.start()
+    client.revoke(lease.lease_id)  # the old stand-in's lease: revoking is harmless
+
+
+def test_start_up_reap_spares_the_roles_of_live_leases_it_holds(
+    vault: VaultUnderTest,
+    client: VaultLeaseClient,
+    tokens: Tokens,
+    first_patient: AuthorizationDetail,
+) -> None:
+    held = client.issue(tokens.obo(first_patient, ttl=60))
+    jti = str(uuid.uuid4())
+    stray = GrantSpec(
+        role_name=role_name_for(jti),
+        jti=jti,
+        clinician_sub="clin-achen",
+        rar_type="patient_record",
+        action="read",
+        resource_id=first_patient.resource_id,
+        stepped_up=False,
+        expires_at=datetime.now(UTC) + timedelta(seconds=60),
+        group_roles=("clinical_reader",),
+    )
+    vault.parts.engine.mint(stray, lambda _: None)
+
+    removed = vault.parts.reaper.reap_at_start()
+
+    assert removed == [stray.role_name]
+    assert role_exists(vault.cluster, held.username)
+    client.revoke(held.lease_id)

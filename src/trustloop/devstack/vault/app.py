@@ -151,7 +151,7 @@ def _lifespan(
 ) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await run_in_threadpool(parts.reaper.reap_once)
+        await run_in_threadpool(parts.reaper.reap_at_start)
         parts.reaper.start()
         try:
             yield

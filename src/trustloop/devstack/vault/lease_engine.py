@@ -4,20 +4,38 @@ The engine connects as ``trustloop_lease_engine`` (``CREATEROLE``, member of
 ``pg_signal_backend``, owner of schema ``access``).
 
 Mint, in ONE transaction: ``CREATE ROLE obo_<jti hex> LOGIN ... VALID UNTIL <exp>
-CONNECTION LIMIT 2``, ``GRANT`` the group roles, ``INSERT`` the ``access.grants``
-row, then the caller's ``before_commit`` (the audit record). Anything failing
-rolls all of it back. The password is random and is sent to the server only as a
-SCRAM-SHA-256 verifier computed by libpq, so no server log (``log_statement``,
-pgaudit's ``role`` class, an error's statement) can ever contain it.
+CONNECTION LIMIT 2``, ``ALTER ROLE ... SET statement_timeout`` (shorter than the
+lease, so a statement ends before its credential does), ``GRANT`` the group roles
+(membership only, never a table privilege), ``INSERT`` the ``access.grants`` row,
+then the caller's ``before_commit`` (the audit record). Anything failing rolls all
+of it back. Mints run concurrently without a lock: "tuple concurrently
+updated" comes from two sessions rewriting one catalog row (two ``GRANT ... ON
+TABLE`` to one table both rewrite its ``relacl``); a membership grant inserts a
+``pg_auth_members`` row of its own, and an ephemeral role never gets a table
+privilege (tests/integration/test_lease_concurrency.py, 32 at once). The
+password is random, drawn from every printable ASCII character (quotes and
+backslashes included), and is sent to the server only as a SCRAM-SHA-256
+verifier computed by libpq, so no server log (``log_statement``, pgaudit's
+``role`` class, an error's statement) can ever contain it.
 
-Revoke, idempotent: ``ALTER ROLE ... NOLOGIN`` (no new sessions), terminate every
-session of the role and wait for it (``DROP ROLE`` alone leaves a live session
-working), ``DROP OWNED`` only when the role owns something (PostgreSQL 15
-requires the engine to hold the role's privileges for it, so it grants itself
-membership first), ``DROP ROLE``, delete the grant row, and a final sweep for a
-session that raced the ``NOLOGIN``. Nothing a role made outlives its lease: its
-objects are dropped, never reassigned (a large object granted to PUBLIC would
-otherwise stay readable by every later lease, outside row-level security).
+Revoke, idempotent: ``ALTER ROLE ... NOLOGIN`` (no new sessions), cancel the
+role's running statements and wait briefly (the client then reads "canceling
+statement", SQLSTATE 57014, which the rhythm reports as an expired credential,
+unlike a server restart's 57P01), terminate every session of the role and wait
+for it (``DROP ROLE`` alone leaves a live session working), ``DROP OWNED`` only
+when the role owns something (PostgreSQL 15 requires the engine to hold the
+role's privileges for it, so it grants itself membership first), ``DROP ROLE``,
+delete the grant row, and a final sweep for a session that raced the
+``NOLOGIN``. A transient failure (lost connection, lock timeout, deadlock) is
+retried :data:`REVOKE_ATTEMPTS` times with backoff, each attempt on a connection
+the pool takes back or closes.
+
+Nothing a role made outlives its lease: its objects are dropped, never
+reassigned. ``REASSIGN OWNED`` would hand them to the engine, where they
+survive: a large object holding a chart, granted to PUBLIC, would stay readable
+by every later lease, outside row-level security
+(tests/integration/test_security_review.py). ``DROP OWNED`` also revokes any
+privilege granted to the role, so nothing is left to reassign.
 
 Identifiers and literals go through :mod:`psycopg.sql`, never string formatting;
 only names matching :data:`ROLE_NAME` are ever dropped.
@@ -29,6 +47,7 @@ import contextlib
 import enum
 import re
 import secrets
+import string
 import threading
 import time
 import uuid
@@ -48,6 +67,13 @@ log = structlog.get_logger(__name__)
 ROLE_NAME = re.compile(r"obo_[0-9a-f]{32}")
 CONNECTION_LIMIT = 2
 TERMINATE_WAIT_MS = 2000
+CANCEL_WAIT_S = 1.0
+_LOCK_TIMEOUT = "SET LOCAL lock_timeout = '2s'"  # a revoke waits no longer per try
+REVOKE_ATTEMPTS = 4
+REVOKE_BACKOFF_S = 0.1  # doubled after each failed attempt
+STATEMENT_TIMEOUT_MARGIN_MS = 2000  # a statement ends this long before its lease
+PASSWORD_ALPHABET = string.ascii_letters + string.digits + string.punctuation + " "
+PASSWORD_LENGTH = 32
 
 _CREATE_ROLE = sql.SQL(
     "CREATE ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT "
@@ -56,11 +82,20 @@ _CREATE_ROLE = sql.SQL(
 )
 _INSERT_GRANT = (
     "INSERT INTO access.grants (role_name, jti, clinician_sub, rar_type, action,"
-    " resource_id, stepped_up, expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+    " resource_id, stepped_up, expires_at, change_sha256)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 _TERMINATE = (
     "SELECT pg_terminate_backend(pid, %s) FROM pg_stat_activity"
     " WHERE usesysid = %s AND pid <> pg_backend_pid()"
+)
+_CANCEL = (  # filter first: a function in WHERE may run on other users' rows
+    "WITH running AS MATERIALIZED (SELECT pid FROM pg_stat_activity"
+    " WHERE usesysid = %s AND state = 'active' AND pid <> pg_backend_pid())"
+    " SELECT pid FROM running WHERE pg_cancel_backend(pid)"
+)
+_STILL_ACTIVE = (
+    "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s) AND state = 'active'"
 )
 _OWNS_ANYTHING = (
     "SELECT EXISTS (SELECT 1 FROM pg_shdepend"
@@ -73,10 +108,19 @@ _EXPIRED_OR_ORPHANED = (
     " AND (g.role_name IS NULL OR g.expires_at <= %(now)s)"
     " UNION SELECT g.role_name FROM access.grants g WHERE g.expires_at <= %(now)s"
 )
+_EVERY_ROLE = (
+    "SELECT rolname FROM pg_roles WHERE rolname ~ '^obo_[0-9a-f]{32}$'"
+    " UNION SELECT role_name FROM access.grants"
+)
+_TRANSIENT = (psycopg.OperationalError, psycopg.errors.InternalError)
 
 
 class LeaseEngineError(Exception):
     """A role could not be created or removed (details in the server log)."""
+
+
+class RevokeFailedError(LeaseEngineError):
+    """Every attempt at a revoke failed on a transient error; try again later."""
 
 
 def role_name_for(jti: str) -> str:
@@ -97,6 +141,7 @@ class GrantSpec:
     stepped_up: bool
     expires_at: datetime
     group_roles: tuple[str, ...]
+    change_sha256: str | None = None  # writes only: the consented change
 
 
 @dataclass(frozen=True)
@@ -108,9 +153,18 @@ class Credential:
 class LeaseEngine:
     """Creates and removes ephemeral login roles; thread-safe."""
 
-    def __init__(self, pool: ConnectionPool, *, clock: Clock = time.time) -> None:
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        *,
+        clock: Clock = time.time,
+        new_password: Callable[[], str] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._pool = pool
         self._clock = clock
+        self._new_password = new_password or random_password
+        self._sleep = sleep
         self._role_locks = [threading.Lock() for _ in range(16)]
 
     def mint(
@@ -118,13 +172,14 @@ class LeaseEngine:
     ) -> Credential:
         """Create role and grant row; commit only if ``before_commit`` returns."""
         _check_role_name(spec.role_name)
-        password = secrets.token_urlsafe(32)
+        password = self._new_password()
         credential = Credential(spec.role_name, password)
+        timeout_ms = self._statement_timeout_ms(spec)
 
         with self._pool.connection() as conn:
             verifier = _scram_verifier(conn, spec.role_name, password)
             with conn.transaction():
-                _create_role(conn, spec, verifier)
+                _create_role(conn, spec, verifier, timeout_ms)
                 before_commit(credential)
         return credential
 
@@ -133,18 +188,12 @@ class LeaseEngine:
 
         Raises :class:`LeaseEngineError` when the role owns objects in another
         database: it is then left without login, without sessions and without a
-        grant row, and the reaper retries it.
+        grant row, and the reaper retries it; :class:`RevokeFailedError` when
+        every attempt failed on a transient error.
         """
         _check_role_name(role_name)
-        with self._lock_for(role_name), self._pool.connection() as conn:
-            oid = _role_oid(conn, role_name)
-            if oid is not None:
-                _disable_login(conn, role_name)
-                _terminate_sessions(conn, oid)
-            with conn.transaction():
-                outcome = _drop_role(conn, role_name)
-            if oid is not None:
-                _terminate_sessions(conn, oid)
+        with self._lock_for(role_name):
+            outcome = self._revoke_with_retries(role_name)
         if outcome is _Dropped.STUCK:
             raise LeaseEngineError(f"{role_name} owns objects in another database")
         return outcome is _Dropped.YES
@@ -154,15 +203,67 @@ class LeaseEngine:
         now = datetime.fromtimestamp(self._clock(), UTC)
         with self._pool.connection() as conn:
             rows = conn.execute(_EXPIRED_OR_ORPHANED, {"now": now}).fetchall()
-        return sorted({str(row[0]) for row in rows if ROLE_NAME.fullmatch(str(row[0]))})
+        return _role_names(rows)
+
+    def every_role(self) -> list[str]:
+        """Every ephemeral role and every grant row, live or not (start-up)."""
+        with self._pool.connection() as conn:
+            rows = conn.execute(_EVERY_ROLE).fetchall()
+        return _role_names(rows)
+
+    def _revoke_with_retries(self, role_name: str) -> _Dropped:
+        delay = REVOKE_BACKOFF_S
+        for attempt in range(1, REVOKE_ATTEMPTS + 1):
+            try:
+                return self._revoke_once(role_name)
+            except _TRANSIENT as exc:
+                log.warning(
+                    "lease_revoke_retry",
+                    role=role_name,
+                    attempt=attempt,
+                    error=type(exc).__name__,
+                )
+                if attempt == REVOKE_ATTEMPTS:
+                    raise RevokeFailedError(f"{role_name}: revoke failed") from exc
+                self._sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _revoke_once(self, role_name: str) -> _Dropped:
+        with self._pool.connection() as conn:
+            oid = _role_oid(conn, role_name)
+            if oid is not None:
+                _disable_login(conn, role_name)
+                _cancel_statements(conn, oid)
+                _terminate_sessions(conn, oid)
+            with conn.transaction():
+                conn.execute(_LOCK_TIMEOUT)
+                outcome = _drop_role(conn, role_name)
+            if oid is not None:
+                _terminate_sessions(conn, oid)
+        return outcome
+
+    def _statement_timeout_ms(self, spec: GrantSpec) -> int:
+        """Shorter than the lease: the margin, or half the lease if that is short."""
+        lease_ms = int((spec.expires_at.timestamp() - self._clock()) * 1000)
+        return max(lease_ms - STATEMENT_TIMEOUT_MARGIN_MS, lease_ms // 2, 1)
 
     def _lock_for(self, role_name: str) -> threading.Lock:
         return self._role_locks[hash(role_name) % len(self._role_locks)]
 
 
+def random_password() -> str:
+    """:data:`PASSWORD_LENGTH` characters from :data:`PASSWORD_ALPHABET`."""
+    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(PASSWORD_LENGTH))
+
+
 def _check_role_name(role_name: str) -> None:
     if not ROLE_NAME.fullmatch(role_name):
         raise ValueError("not an ephemeral role name")
+
+
+def _role_names(rows: list[tuple[object, ...]]) -> list[str]:
+    return sorted({str(row[0]) for row in rows if ROLE_NAME.fullmatch(str(row[0]))})
 
 
 def _scram_verifier(conn: Connection, role_name: str, password: str) -> str:
@@ -173,7 +274,9 @@ def _scram_verifier(conn: Connection, role_name: str, password: str) -> str:
     return raw.decode()
 
 
-def _create_role(conn: Connection, spec: GrantSpec, verifier: str) -> None:
+def _create_role(
+    conn: Connection, spec: GrantSpec, verifier: str, timeout_ms: int
+) -> None:
     role = sql.Identifier(spec.role_name)
     conn.execute(
         _CREATE_ROLE.format(
@@ -181,6 +284,11 @@ def _create_role(conn: Connection, spec: GrantSpec, verifier: str) -> None:
             limit=sql.Literal(CONNECTION_LIMIT),
             verifier=sql.Literal(verifier),
             until=sql.Literal(spec.expires_at.astimezone(UTC).isoformat()),
+        )
+    )
+    conn.execute(
+        sql.SQL("ALTER ROLE {} SET statement_timeout = {}").format(
+            role, sql.Literal(timeout_ms)
         )
     )
     for group in spec.group_roles:
@@ -196,6 +304,7 @@ def _create_role(conn: Connection, spec: GrantSpec, verifier: str) -> None:
             spec.resource_id,
             spec.stepped_up,
             spec.expires_at,
+            spec.change_sha256,
         ],
     )
 
@@ -240,6 +349,21 @@ def _disable_login(conn: Connection, role_name: str) -> None:
     # Dropped meanwhile by another process: the rest is idempotent.
     with contextlib.suppress(psycopg.errors.UndefinedObject):
         conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(role_name)))
+
+
+def _cancel_statements(conn: Connection, oid: int) -> None:
+    """Cancel the role's running statements; wait (briefly) until they stopped.
+
+    The client then reads a cancellation (57014) before its session is
+    terminated, so it can tell "my lease ended" from "the server went away".
+    """
+    pids = [int(row[0]) for row in conn.execute(_CANCEL, [oid]).fetchall()]
+    deadline = time.monotonic() + CANCEL_WAIT_S
+    while pids and time.monotonic() < deadline:
+        row = conn.execute(_STILL_ACTIVE, [pids]).fetchone()
+        if row is None or not row[0]:
+            return
+        time.sleep(0.02)
 
 
 def _terminate_sessions(conn: Connection, oid: int) -> None:

@@ -2,8 +2,9 @@
 
 A lease id is ``<mount>/creds/<role>/<random>`` as Vault names them. The table is
 only an index from lease id to database role: the database is the source of
-truth, and the reaper revokes from it, so leases lost with a restart are still
-removed when they expire.
+truth, and the reaper revokes from it. A role with no lease here when the
+stand-in starts belongs to a lease nobody can revoke any more (a restart lost
+it): the reaper removes it at once rather than at its expiry.
 """
 
 from __future__ import annotations
@@ -56,6 +57,11 @@ class LeaseTable:
                 if lease.role_name == role_name:
                     return self._by_id.pop(lease_id)
         return None
+
+    def live_roles(self, now: datetime) -> set[str]:
+        """The roles of leases that have not ended at ``now``."""
+        with self._lock:
+            return {v.role_name for v in self._by_id.values() if v.expire_time > now}
 
     def drop_expired(self, now: datetime) -> None:
         with self._lock:

@@ -1,8 +1,11 @@
 """The reaper: revokes every expired lease, so a dead client never leaves a role behind.
 
 It works from the database, not from memory: every ``obo_`` role whose grant row
-has expired or is missing, and every expired grant row, is revoked. It runs once
-at start-up (leftovers from a previous run) and then every ``interval_s``.
+has expired or is missing, and every expired grant row, is revoked every
+``interval_s``. At start-up (:meth:`Reaper.reap_at_start`) it revokes every
+``obo_`` role and grant row with no live lease in this process's lease table,
+expired or not: leases a previous run issued can no longer be revoked by lease
+id, so their roles go now instead of at their expiry.
 """
 
 from __future__ import annotations
@@ -17,7 +20,11 @@ import structlog
 from trustloop.audit.chain import AuditWriteError
 from trustloop.devstack.jwtcheck import Clock
 from trustloop.devstack.vault.audit import AuditDevice
-from trustloop.devstack.vault.lease_engine import LeaseEngine, LeaseEngineError
+from trustloop.devstack.vault.lease_engine import (
+    LeaseEngine,
+    LeaseEngineError,
+    RevokeFailedError,
+)
 from trustloop.devstack.vault.leases import LeaseTable
 
 log = structlog.get_logger(__name__)
@@ -49,8 +56,16 @@ class Reaper:
 
     def reap_once(self) -> list[str]:
         """Revoke every expired or orphaned role now; answer the roles removed."""
+        return self._reap_all(self._engine.expired_roles())
+
+    def reap_at_start(self) -> list[str]:
+        """Revoke every role without a live lease here; answer the roles removed."""
+        live = self._leases.live_roles(datetime.fromtimestamp(self._clock(), UTC))
+        return self._reap_all([r for r in self._engine.every_role() if r not in live])
+
+    def _reap_all(self, candidates: list[str]) -> list[str]:
         now = self._clock()
-        due = [r for r in self._engine.expired_roles() if self._stuck.get(r, 0) <= now]
+        due = [r for r in candidates if self._stuck.get(r, 0) <= now]
         removed = [role for role in due if self._reap(role)]
         self._leases.drop_expired(datetime.fromtimestamp(self._clock(), UTC))
         return removed
@@ -78,6 +93,9 @@ class Reaper:
     def _reap(self, role_name: str) -> bool:
         try:
             self._engine.revoke(role_name)
+        except RevokeFailedError:
+            log.warning("lease_reap_failed", role=role_name)  # next round retries
+            return False
         except LeaseEngineError:
             # Already without login; needs an operator. Retry now and then, quietly.
             if role_name not in self._stuck:

@@ -53,11 +53,15 @@ MAX_LEASE_S = 300
 IAT_LEEWAY_S = 5
 STEP_UP_ACR = "urn:trustloop:acr:step-up"
 
-# Vault role -> "<rar type>|<action>" -> PostgreSQL group roles.
+# Vault role -> "<rar type>|<action>" -> PostgreSQL group roles. Writers are not
+# readers (least privilege): a note writer reads back only its own note, a
+# medication writer gets the new and previous resources from the function.
 ROLES: dict[str, dict[str, tuple[str, ...]]] = {
     "clinical": {
         "patient_record|read": ("clinical_reader",),
         "care_team_roster|read": ("clinical_reader",),
+        "patient_record|write_note": ("clinical_note_writer",),
+        "patient_record|update_medication": ("clinical_medication_writer",),
     },
 }
 
@@ -235,6 +239,7 @@ def _grant(obo: VerifiedObo, lease: Lease, groups: tuple[str, ...]) -> GrantSpec
         stepped_up=obo.stepped_up,
         expires_at=lease.expire_time,
         group_roles=groups,
+        change_sha256=obo.detail.change_sha256,
     )
 
 

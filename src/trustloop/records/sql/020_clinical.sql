@@ -81,6 +81,23 @@ CREATE TABLE IF NOT EXISTS clinical.notes (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 
+-- Medication changes: history, never overwritten. Each row keeps the resource
+-- before and after one change, who made it and under which OBO token (both taken
+-- from the grant row by clinical.change_medication, never from the caller).
+CREATE TABLE IF NOT EXISTS clinical.medication_changes (
+    id                     text PRIMARY KEY,
+    medication_request_id  text NOT NULL
+        REFERENCES clinical.medication_requests (id) ON DELETE CASCADE,
+    patient_id             text NOT NULL
+        REFERENCES clinical.patients (id) ON DELETE CASCADE,
+    previous               jsonb NOT NULL,
+    resource               jsonb NOT NULL,
+    changed_by             text NOT NULL,
+    obo_jti                text NOT NULL,
+    change_sha256          text NOT NULL,
+    changed_at             timestamptz NOT NULL DEFAULT now()
+);
+
 CREATE INDEX IF NOT EXISTS care_team_members_patient_idx
     ON clinical.care_team_members (patient_id);
 CREATE INDEX IF NOT EXISTS encounters_patient_idx
@@ -93,6 +110,8 @@ CREATE INDEX IF NOT EXISTS medication_requests_patient_idx
     ON clinical.medication_requests (patient_id, authored_on DESC);
 CREATE INDEX IF NOT EXISTS notes_patient_idx
     ON clinical.notes (patient_id, created_at DESC);
+CREATE INDEX IF NOT EXISTS medication_changes_request_idx
+    ON clinical.medication_changes (medication_request_id, changed_at DESC);
 
 ALTER TABLE clinical.patients OWNER TO clinical_owner;
 ALTER TABLE clinical.practitioners OWNER TO clinical_owner;
@@ -102,3 +121,4 @@ ALTER TABLE clinical.conditions OWNER TO clinical_owner;
 ALTER TABLE clinical.observations OWNER TO clinical_owner;
 ALTER TABLE clinical.medication_requests OWNER TO clinical_owner;
 ALTER TABLE clinical.notes OWNER TO clinical_owner;
+ALTER TABLE clinical.medication_changes OWNER TO clinical_owner;

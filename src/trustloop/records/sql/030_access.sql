@@ -17,6 +17,16 @@ CREATE TABLE IF NOT EXISTS access.grants (
     stepped_up     boolean NOT NULL DEFAULT false,
     expires_at     timestamptz NOT NULL
 );
+-- Writes (docs/contracts.md, "Writes"): the SHA-256 of the one change the
+-- clinician consented to, and when the grant's one write was made.
+ALTER TABLE access.grants ADD COLUMN IF NOT EXISTS change_sha256 text;
+ALTER TABLE access.grants ADD COLUMN IF NOT EXISTS used_at timestamptz;
+ALTER TABLE access.grants DROP CONSTRAINT IF EXISTS grants_write_names_change;
+ALTER TABLE access.grants ADD CONSTRAINT grants_write_names_change CHECK (
+    CASE WHEN action IN ('write_note', 'update_medication')
+         THEN change_sha256 ~ '^[0-9a-f]{64}$'
+         ELSE change_sha256 IS NULL END
+);
 ALTER TABLE access.grants OWNER TO trustloop_lease_engine;
 REVOKE ALL ON access.grants FROM PUBLIC;
 CREATE INDEX IF NOT EXISTS grants_expires_at_idx ON access.grants (expires_at);
