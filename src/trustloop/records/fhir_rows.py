@@ -25,6 +25,8 @@ class Table:
 
     name: str
     columns: tuple[str, ...]
+    # Rows a re-import must not overwrite (a clinician's committed change).
+    keep_if: str | None = None
 
     @property
     def upsert(self) -> sql.Composed:
@@ -35,9 +37,12 @@ class Table:
             for c in self.columns
             if c != "id"
         )
-        return sql.SQL(
+        upsert = sql.SQL(
             "INSERT INTO clinical.{} ({}) VALUES ({}) ON CONFLICT (id) DO UPDATE SET {}"
         ).format(sql.Identifier(self.name), cols, values, updates)
+        if self.keep_if is None:
+            return upsert
+        return upsert + sql.SQL(" WHERE NOT ({})").format(sql.SQL(self.keep_if))
 
 
 PATIENTS = Table(
@@ -61,9 +66,15 @@ OBSERVATIONS = Table(
     "observations",
     (*_SCOPED, "category", "code", "display", "effective", "resource"),
 )
+# A medication a clinician changed keeps the change: re-importing the bundle it
+# came from must not put the old status back (the history table has both).
 MEDICATION_REQUESTS = Table(
     "medication_requests",
     (*_SCOPED, "status", "code", "display", "authored_on", "resource"),
+    keep_if=(
+        "EXISTS (SELECT 1 FROM clinical.medication_changes AS c"
+        " WHERE c.medication_request_id = clinical.medication_requests.id)"
+    ),
 )
 TABLES = (
     PATIENTS,
