@@ -18,6 +18,7 @@ from trustloop.cli import (
     audit_cmd,
     demo_cmd,
     load_cmd,
+    login_cmd,
     stack_cmd,
 )
 from trustloop.cli.output import report_error
@@ -38,6 +39,7 @@ app.command("down")(stack_cmd.down)
 app.command("load")(load_cmd.load)
 app.command("ask")(ask_cmd.ask)
 app.command("approve")(approve_cmd.approve)
+app.command("login")(login_cmd.login)
 app.command("demo")(demo_cmd.demo)
 app.add_typer(audit_cmd.app, name="audit")
 

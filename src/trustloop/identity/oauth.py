@@ -1,5 +1,9 @@
 """The IdP client: introspection, token exchange, revocation, the CLI's password grant.
 
+A public client's sign-in (authorization code + PKCE, refresh, device grant) is
+:mod:`.sign_in`, on top of :meth:`IdpClient.public_token` and
+:meth:`IdpClient.public_post`.
+
 Speaks to IBM Verify in production and to :mod:`trustloop.devstack.idp` locally;
 the endpoints come from the issuer's discovery document (OIDC Discovery 1.0 §4),
 so Verify's ``/oauth2/...`` paths need no configuration. Workloads authenticate
@@ -198,19 +202,36 @@ class IdpClient:
         *,
         client_assertion: str | None = None,
         client_id: str = CLI_CLIENT_ID,
+        token_type_hint: str = "access_token",  # noqa: S107  (RFC 7009 name)
     ) -> None:
-        """RFC 7009 §2.1: revoke an access token issued to this client.
+        """RFC 7009 §2.1: revoke an access or refresh token issued to this client.
 
         A workload authenticates with a JWT-SVID ``client_assertion``; without one
         the request is the public client ``client_id``'s (the CLI). Succeeds for a
         token the IdP no longer knows (RFC 7009 §2.2); raises :class:`OAuthError`
         for a token of another client.
         """
-        form = {"token": token, "token_type_hint": "access_token"}
+        form = {"token": token, "token_type_hint": token_type_hint}
         if client_assertion is None:
             form["client_id"] = client_id
         # RFC 7009 §2.2: the body of a 200 is ignored (Verify may send none).
         await self._post("revocation_endpoint", form, client_assertion, any_body=True)
+
+    async def public_token(self, form: dict[str, str]) -> dict[str, Any]:
+        """POST ``form`` to the token endpoint as a public client (no credential).
+
+        The raw answer, for :mod:`.sign_in` (authorization code, refresh and
+        device grants); errors are translated as for every other call.
+        """
+        return await self._post("token_endpoint", form, None)
+
+    async def public_post(self, endpoint: str, form: dict[str, str]) -> dict[str, Any]:
+        """POST ``form`` to the discovered ``endpoint`` as a public client."""
+        return await self._post(endpoint, form, None, any_body=False)
+
+    async def endpoint(self, name: str) -> str:
+        """A URL from the discovery document, e.g. ``authorization_endpoint``."""
+        return await self._endpoint(name)
 
     async def password_grant(
         self, username: str, password: str, client_id: str = CLI_CLIENT_ID

@@ -9,7 +9,11 @@ token exchange), ``POST /oauth2/introspect``, ``POST /oauth2/revoke`` and
 :mod:`.events`), step-up on Verify's paths (``GET /v2.0/factors``, ``POST
 /v1.0/authenticators/{id}/verifications``, ``GET`` of one, the jwt-bearer grant;
 see :mod:`.step_up`) and, in the local profile only, the demo authenticator
-(``/authenticator``, :mod:`.authenticator`). Every error is an RFC 6749 §5.2 JSON answer with
+(``/authenticator``, :mod:`.authenticator`). Sign-in (local profile; see
+:mod:`.sign_in`): ``GET /oauth2/authorize`` and the login pages under
+``/oauth2/login``, the ``authorization_code``, ``refresh_token`` and
+``device_code`` grants, ``POST /oauth2/device_authorization``, the ``/device``
+pages and ``/oauth2/userinfo``. Every error is an RFC 6749 §5.2 JSON answer with
 ``Cache-Control: no-store``; so is every token answer (§5.1).
 """
 
@@ -27,20 +31,25 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from trustloop.audit.chain import AuditLog, AuditWriteError
-from trustloop.devstack.idp import password_grant, step_up, token_exchange
+from trustloop.devstack.idp import (
+    password_grant,
+    step_up,
+    token_exchange,
+)
 from trustloop.devstack.idp.authenticator import Authenticator
 from trustloop.devstack.idp.client_auth import ClientAuthenticator
 from trustloop.devstack.idp.directory import Directory, directory_file
+from trustloop.devstack.idp.discovery import discovery_document
 from trustloop.devstack.idp.errors import NO_STORE, OAuthProblem, invalid_request
 from trustloop.devstack.idp.events import EventsApi, Unauthorized, unauthorized_headers
 from trustloop.devstack.idp.introspection import Introspection
 from trustloop.devstack.idp.keys import SigningKeys
 from trustloop.devstack.idp.policy import CareTeamFacts, CareTeamPolicy, load_policy
 from trustloop.devstack.idp.revocation import Revocation
+from trustloop.devstack.idp.sign_in import SignIn, build_sign_in
 from trustloop.devstack.idp.tokens import AccessTokens, TokenIssuer
 from trustloop.devstack.idp.users import DemoUsers
-from trustloop.devstack.jwtcheck import ALGORITHM, Clock, JwksCache
-from trustloop.identity.rar import RarType
+from trustloop.devstack.jwtcheck import Clock, JwksCache
 from trustloop.settings import Settings
 
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -64,6 +73,7 @@ class Idp:
     logout: Revocation
     step_up: step_up.StepUp
     authenticator: Authenticator | None
+    sign_in: SignIn | None = None
 
 
 def build_idp(
@@ -120,27 +130,49 @@ def build_idp(
         step_up.JWT_BEARER_GRANT: stepping,
     }
     authenticator = None
+    sign_in = None
     if settings.profile == "local":
         users = users or DemoUsers.from_state_dir(settings.state_dir)
         grants[password_grant.GRANT_TYPE] = password_grant.PasswordGrant(
             users=users, issuer=issuer, audit=audit
         )
-        authenticator = Authenticator(stepping, users)
+        sign_in = build_sign_in(
+            issuer_url=issuer_url,
+            app_redirect_uri=settings.app_redirect_uri,
+            keys=keys,
+            issuer=issuer,
+            access_tokens=access_tokens,
+            users=users,
+            audit=audit,
+            push_timeout_s=settings.step_up_timeout_s,
+            auto=settings.step_up_auto,
+            clock=clock,
+        )
+        grants.update(sign_in.grants)
+        authenticator = Authenticator(stepping, users, sign_in.pushes)
     introspection = Introspection(
         clients=clients, access_tokens=access_tokens, audit=audit
     )
     events = EventsApi(audit.path, clients=clients, clock=clock)
-    revocation = Revocation(clients=clients, access_tokens=access_tokens, audit=audit)
-    logout = Revocation(
-        clients=clients, access_tokens=access_tokens, audit=audit, session=True
+    revocation, logout = (
+        Revocation(
+            clients=clients,
+            access_tokens=access_tokens,
+            audit=audit,
+            session=session,
+            public=sign_in.clients if sign_in else None,
+            refresh=sign_in.refresh if sign_in else None,
+            sessions=sign_in.sessions if sign_in else None,
+        )
+        for session in (False, True)
     )
     parts = (keys, issuer, access_tokens, grants, introspection, events)
-    return Idp(settings, *parts, revocation, logout, stepping, authenticator)
+    return Idp(settings, *parts, revocation, logout, stepping, authenticator, sign_in)
 
 
 def create_app(idp: Idp) -> Starlette:
     """The Starlette app serving ``idp``."""
-    discovery = _discovery(idp.settings)
+    discovery = discovery_document(idp.settings)
 
     async def openid_configuration(request: Request) -> Response:
         return JSONResponse(discovery)
@@ -174,7 +206,8 @@ def create_app(idp: Idp) -> Starlette:
     async def verifications(request: Request) -> Response:
         auth = request.headers.get("authorization")
         authenticator = request.path_params["authenticator"]
-        return _verify_api(lambda: (202, idp.step_up.start(auth, authenticator)))
+        body = await request.body()
+        return _verify_api(lambda: (202, idp.step_up.start(auth, authenticator, body)))
 
     async def verification(request: Request) -> Response:
         auth = request.headers.get("authorization")
@@ -203,6 +236,8 @@ def create_app(idp: Idp) -> Starlette:
     )
     if idp.settings.profile == "local":
         app.add_route("/dev/rotate-keys", rotate_keys, methods=["POST"])
+    if idp.sign_in is not None:
+        _add_sign_in_routes(app, idp.sign_in)
     if idp.authenticator is not None:
         page = idp.authenticator
         app.add_route("/authenticator", page.page, methods=["GET"])
@@ -211,6 +246,28 @@ def create_app(idp: Idp) -> Starlette:
         app.add_route("/authenticator/answers", page.answer_json, methods=["POST"])
     app.state.idp = idp
     return app
+
+
+def _add_sign_in_routes(app: Starlette, sign_in: SignIn) -> None:
+    login, device_pages = sign_in.login, sign_in.device_pages
+
+    async def device_authorization(request: Request) -> Response:
+        return await _answer(request, sign_in.device_authorization)
+
+    app.add_route("/oauth2/authorize", login.authorize, methods=["GET"])
+    app.add_route("/oauth2/login", login.password, methods=["POST"])
+    app.add_route("/oauth2/login/factor", login.factor, methods=["GET"])
+    app.add_route("/oauth2/login/otp", login.otp, methods=["POST"])
+    app.add_route("/oauth2/login/push", login.push, methods=["POST"])
+    app.add_route("/oauth2/login/push", login.push_status, methods=["GET"])
+    app.add_route("/oauth2/login.css", login.stylesheet, methods=["GET"])
+    app.add_route(
+        "/oauth2/device_authorization", device_authorization, methods=["POST"]
+    )
+    app.add_route("/device", device_pages.start, methods=["GET"])
+    app.add_route("/device/confirm", device_pages.confirm_page, methods=["GET"])
+    app.add_route("/device/confirm", device_pages.confirm, methods=["POST"])
+    app.add_route("/oauth2/userinfo", sign_in.userinfo.handle, methods=["GET", "POST"])
 
 
 def _dispatch_grant(grants: Mapping[str, Handler]) -> Handler:
@@ -249,6 +306,8 @@ def _verify_api(work: Callable[[], tuple[int, dict[str, Any]]]) -> Response:
     except step_up.NotFoundError:
         problem = {"error": "not_found", "error_description": "no such resource"}
         return JSONResponse(problem, status_code=404, headers=NO_STORE)
+    except OAuthProblem as refused:  # a consent push whose change does not match
+        return refused.response()
     except AuditWriteError:
         problem = {"error": "server_error", "error_description": "not recorded"}
         return JSONResponse(problem, status_code=500, headers=NO_STORE)
@@ -285,33 +344,3 @@ async def _form(request: Request) -> dict[str, str]:
     if len(form) != len(pairs):
         raise invalid_request("a parameter appears more than once")
     return form
-
-
-def _discovery(settings: Settings) -> dict[str, Any]:
-    """OIDC Discovery 1.0 §3 / RFC 8414 §2, listing only what this slice serves."""
-    issuer = settings.idp_issuer
-    rar_types: list[RarType] = ["patient_record", "care_team_roster"]
-    grants = [
-        "urn:ietf:params:oauth:grant-type:token-exchange",
-        step_up.JWT_BEARER_GRANT,
-    ]
-    if settings.profile == "local":
-        grants.append("password")
-    return {
-        "issuer": issuer,
-        "token_endpoint": f"{issuer}/oauth2/token",
-        "introspection_endpoint": f"{issuer}/oauth2/introspect",
-        "revocation_endpoint": f"{issuer}/oauth2/revoke",
-        "jwks_uri": f"{issuer}/oauth2/jwks",
-        "grant_types_supported": grants,
-        "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
-        "token_endpoint_auth_signing_alg_values_supported": [ALGORITHM],
-        "introspection_endpoint_auth_methods_supported": ["private_key_jwt"],
-        "introspection_endpoint_auth_signing_alg_values_supported": [ALGORITHM],
-        "revocation_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
-        "revocation_endpoint_auth_signing_alg_values_supported": [ALGORITHM],
-        "id_token_signing_alg_values_supported": [ALGORITHM],
-        "subject_types_supported": ["public"],
-        "scopes_supported": sorted(password_grant.ALLOWED_SCOPES),
-        "authorization_details_types_supported": rar_types,
-    }

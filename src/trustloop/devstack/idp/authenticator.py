@@ -1,7 +1,9 @@
 """The demo authenticator: where a clinician approves or denies a push (local only).
 
 ``GET /authenticator`` is a small mobile-sized page: a demo password sign-in,
-then the clinician's pending pushes, each with Approve and Deny buttons (POST
+then the clinician's pending pushes (step-up and consent pushes of
+:mod:`.step_up`, and login pushes of :mod:`.login_push`, oldest first), each with
+Approve and Deny buttons (POST
 forms; the sign-in is an in-memory cookie, ``HttpOnly``, ``SameSite=Strict``).
 ``POST /authenticator/answers`` is its JSON counterpart for ``trustloop approve``:
 ``{"username", "password", "decision": "approve"|"deny", "transaction_id"?}``
@@ -28,7 +30,8 @@ from trustloop.devstack.idp.step_up import NotFoundError
 if TYPE_CHECKING:
     from starlette.requests import Request
 
-    from trustloop.devstack.idp.step_up import StepUp
+    from trustloop.devstack.idp.login_push import LoginPush, LoginPushes
+    from trustloop.devstack.idp.step_up import Push, StepUp
     from trustloop.devstack.idp.users import DemoUsers
 
 COOKIE = "trustloop_authenticator"
@@ -54,16 +57,43 @@ _PUSH = """<div class="push"><p>{message}</p>
 class Authenticator:
     """The page and the JSON endpoint over :class:`~.step_up.StepUp`."""
 
-    def __init__(self, step_up: StepUp, users: DemoUsers) -> None:
+    def __init__(
+        self,
+        step_up: StepUp,
+        users: DemoUsers,
+        login_pushes: LoginPushes | None = None,
+    ) -> None:
         self._step_up = step_up
         self._users = users
+        self._login_pushes = login_pushes
         self._sessions: dict[str, str] = {}  # cookie value -> clinician sub
+
+    def _pending(self, sub: str) -> list[Push | LoginPush]:
+        """Every pending push of ``sub``, step-up and login alike, oldest first."""
+        pushes: list[Push | LoginPush] = [*self._step_up.pending(sub)]
+        if self._login_pushes is not None:
+            pushes.extend(self._login_pushes.pending(sub))
+        return sorted(pushes, key=lambda p: p.created)
+
+    def _answer(
+        self, sub: str, transaction_id: str | None, *, approve: bool
+    ) -> Push | LoginPush:
+        """Answer that push, or the oldest pending one; NotFoundError if none."""
+        if transaction_id is None:
+            oldest = next(iter(self._pending(sub)), None)
+            if oldest is None:
+                raise NotFoundError
+            transaction_id = oldest.id
+        if self._login_pushes is not None:
+            with contextlib.suppress(NotFoundError):
+                return self._login_pushes.answer(sub, transaction_id, approve=approve)
+        return self._step_up.answer(sub, transaction_id, approve=approve)
 
     async def page(self, request: Request) -> Response:
         sub = self._sessions.get(request.cookies.get(COOKIE, ""))
         if sub is None:
             return _html(_SIGN_IN)
-        pushes = self._step_up.pending(sub)
+        pushes = self._pending(sub)
         items = [
             _PUSH.format(message=html.escape(p.message), id=html.escape(p.id))
             for p in pushes
@@ -93,9 +123,7 @@ class Authenticator:
         approve = form.get("decision") == "approve"
         # Answered or expired meanwhile: the list shows what is left.
         with contextlib.suppress(NotFoundError):
-            self._step_up.answer(
-                sub, str(form.get("transaction_id", "")), approve=approve
-            )
+            self._answer(sub, str(form.get("transaction_id", "")), approve=approve)
         return RedirectResponse("/authenticator", status_code=303)
 
     async def answer_json(self, request: Request) -> Response:
@@ -115,7 +143,7 @@ class Authenticator:
             return _error(401, "invalid_client", "sign-in failed")
         transaction = body.get("transaction_id")
         try:
-            push = self._step_up.answer(
+            push = self._answer(
                 clinician.sub,
                 transaction if isinstance(transaction, str) else None,
                 approve=body["decision"] == "approve",

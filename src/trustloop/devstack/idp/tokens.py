@@ -3,7 +3,8 @@
 - Access tokens follow RFC 9068 (JWT profile for OAuth 2.0 access tokens): header
   ``typ: at+jwt``; claims ``iss``, ``sub``, ``aud`` (the MCP resource), ``client_id``,
   ``scope``, ``role``, ``auth_time``, ``iat``, ``exp`` (15 minutes), ``jti``,
-  ``sid`` (the sign-in session, ended together by a logout).
+  ``sid`` (the sign-in session, ended together by a logout) and, for a login
+  with a second factor, ``acr`` and ``amr``.
 - On-behalf-of tokens are the RFC 8693 answer to a token exchange: ``sub`` (the
   clinician), ``act.sub`` (the actor's SPIFFE ID, RFC 8693 §4.1), ``client_id``,
   ``aud`` (Vault), ``authorization_details`` as granted (RFC 9396 §7), ``iat``,
@@ -81,14 +82,17 @@ class TokenIssuer:
         scope: str,
         auth_time: int | None = None,
         sid: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> Issued:
         """An RFC 9068 access token for the MCP resource.
 
         ``sid`` names the sign-in session (OIDC Front-Channel Logout 1.0 §3); a
         fresh one is made when none is given. Logging out ends every token of it.
+        ``extra`` adds claims: the login's ``acr`` and ``amr`` (RFC 9068 §2.2.1).
         """
         now = int(self._clock())
         claims = {
+            **(extra or {}),
             "iss": self._issuer,
             "sub": clinician.sub,
             "aud": [self._mcp_resource],
