@@ -214,7 +214,14 @@ async def test_sdk_client_with_an_accepted_token_lists_and_calls_tools(
         denied = await client.call_tool("read_patient_record", {"patient_id": "p-1"})
         invalid = await client.call_tool("read_patient_record", {"patient_id": "a b"})
 
-    assert tools == {"list_my_patients", "read_patient_record"}
+    assert tools == {
+        "list_my_patients",
+        "find_patient",
+        "read_patient_record",
+        "get_lab_results",
+        "write_clinical_note",
+        "update_medication",
+    }
     assert denied.is_error
     assert isinstance(denied.content[0], TextContent)
     assert denied.content[0].text == f"access_denied: {DENIAL}"

@@ -191,6 +191,7 @@ class FakeStepUp:
 
     error: Exception | None = None
     challenges: list[str] = field(default_factory=list)
+    change_texts: list[str | None] = field(default_factory=list)
 
     async def approve(
         self,
@@ -199,8 +200,10 @@ class FakeStepUp:
         *,
         client_assertion: ClientAssertion,
         progress: Progress | None = None,
+        change_text: str | None = None,
     ) -> IssuedToken:
         self.challenges.append(challenge)
+        self.change_texts.append(change_text)
         if progress is not None:
             await progress(0.0, 60.0, "approve on your device")
         if self.error is not None:

@@ -36,23 +36,22 @@ from trustloop.identity.oauth import (
     MfaChallengeError,
     OAuthError,
 )
-from trustloop.identity.rar import AuthorizationDetail, patient_read
+from trustloop.identity.rar import AuthorizationDetail, patient_read, patient_write
 from trustloop.identity.step_up import (
     APPROVE_ON_DEVICE,
     StepUpClient,
     StepUpDeniedError,
     StepUpError,
     StepUpTimedOutError,
+    push_message,
 )
+from trustloop.records.changes import medication_change_text, sha256_hex
 from trustloop.settings import Settings
 
 RESTRICTED = patient_read("p-restricted")
-NOTE = AuthorizationDetail(
-    type="patient_record",
-    actions=("write_note",),
-    identifier="Patient/p-mine",
-    change_sha256="0" * 64,
-)
+NOTE_TEXT = "Knee pain better; continue physiotherapy."
+NOTE = patient_write("p-mine", "write_note", sha256_hex(NOTE_TEXT))
+DOSE_CHANGE = medication_change_text("mr-7", "stopped", None)
 PUSH = "push-clin-achen"
 VERIFICATIONS = f"{ISSUER}/v1.0/authenticators/{PUSH}/verifications"
 USERS = DemoUsers(PASSWORDS)
@@ -383,23 +382,129 @@ async def test_the_json_endpoint_answers_the_oldest_push(world: World) -> None:
     assert nothing_left.status_code == 404
 
 
-# -- consent (writes): the same push, another message ------------------------------
+# -- consent (writes): the same push, showing the exact change ---------------------
 
 
-async def _consent_push(world: World) -> tuple[str, dict[str, Any]]:
+def _with_change(change: str) -> dict[str, Any]:
+    return {
+        "transactionData": {"additionalData": [{"name": "change", "value": change}]}
+    }
+
+
+async def _write_challenge(world: World, detail: AuthorizationDetail = NOTE) -> str:
     with pytest.raises(MfaChallengeError) as asked:
-        await _exchange(world, NOTE)
-    challenge = asked.value.challenge
-    return challenge, await _start(world, challenge)
+        await _exchange(world, detail)
+    return asked.value.challenge
 
 
-async def test_a_note_asks_for_consent_naming_the_change(world: World) -> None:
+async def _consent_push(
+    world: World, change: str = NOTE_TEXT
+) -> tuple[str, dict[str, Any]]:
+    challenge = await _write_challenge(world)
+    response = await world.http.post(
+        VERIFICATIONS, headers=_bearer(challenge), json=_with_change(change)
+    )
+    assert response.status_code == 202
+    started: dict[str, Any] = response.json()
+    return challenge, started
+
+
+async def test_a_note_asks_for_consent_showing_the_note(world: World) -> None:
     challenge, started = await _consent_push(world)
 
     assert _claims(challenge)["requires"] == ["consent"]
     assert started["transactionData"]["message"] == (
-        "Add a note to the chart of p-mine?"
+        f"Add this note to the chart of Patient/p-mine: \u201c{NOTE_TEXT}\u201d?"
     )
+
+
+async def test_a_medication_change_shows_the_resource_and_new_status(
+    world: World,
+) -> None:
+    detail = patient_write("p-mine", "update_medication", sha256_hex(DOSE_CHANGE))
+    challenge = await _write_challenge(world, detail)
+
+    response = await world.http.post(
+        VERIFICATIONS, headers=_bearer(challenge), json=_with_change(DOSE_CHANGE)
+    )
+
+    assert response.json()["transactionData"]["message"] == (
+        "Change MedicationRequest/mr-7 of Patient/p-mine: status stopped?"
+    )
+
+
+@pytest.mark.parametrize(
+    "request_body",
+    [
+        {},
+        _with_change(NOTE_TEXT + " Also stop warfarin."),
+        _with_change(NOTE_TEXT.upper()),
+        {"transactionData": {"additionalData": [{"name": "change", "value": 7}]}},
+        {"transactionData": {"additionalData": "change"}},
+    ],
+    ids=["no-change", "longer-text", "other-text", "not-a-string", "not-a-list"],
+)
+async def test_a_consent_push_without_the_approved_change_is_refused(
+    world: World, request_body: dict[str, Any]
+) -> None:
+    challenge = await _write_challenge(world)
+
+    response = await world.http.post(
+        VERIFICATIONS, headers=_bearer(challenge), json=request_body
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+    assert world.idp.step_up.pending("clin-achen") == []
+
+
+async def test_a_read_push_carrying_a_change_is_refused(world: World) -> None:
+    challenge = await _challenge(world)
+
+    response = await world.http.post(
+        VERIFICATIONS, headers=_bearer(challenge), json=_with_change(NOTE_TEXT)
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+
+
+async def test_the_change_is_audited_by_its_digest_never_its_text(
+    world: World,
+) -> None:
+    await _consent_push(world)
+
+    (started,) = [e for e in world.audit_events() if e["event"] == "step_up_started"]
+    assert started["change_sha256"] == NOTE.change_sha256
+    assert NOTE_TEXT not in world.audit_text
+
+
+async def test_the_client_sends_the_change_and_the_clinician_sees_it(
+    world: World,
+) -> None:
+    client = StepUpClient(world.client, timeout_s=5.0, poll_interval_s=0.01)
+    challenge = await _write_challenge(world)
+    shown: list[str] = []
+
+    async def approve_when_pending() -> None:
+        while not (pending := world.idp.step_up.pending("clin-achen")):
+            await anyio.sleep(0.005)
+        shown.append(pending[0].message)
+        world.idp.step_up.answer("clin-achen", None, approve=True)
+
+    async def assertion() -> str:
+        return world.svid()
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(approve_when_pending)
+        obo = await client.approve(
+            challenge, NOTE, client_assertion=assertion, change_text=NOTE_TEXT
+        )
+
+    assert shown == [
+        f"Add this note to the chart of Patient/p-mine: \u201c{NOTE_TEXT}\u201d?"
+    ]
+    assert _claims(obo.access_token)["consent"] is True
 
 
 async def test_an_approved_consent_yields_an_obo_that_says_so(world: World) -> None:
@@ -424,3 +529,15 @@ async def test_a_denied_consent_yields_nothing(world: World) -> None:
     denied = await _state(world, challenge, started["id"])
     assert denied["state"] == "VERIFY_FAILED"
     assert "assertion" not in denied
+
+
+def test_the_clients_own_message_shows_the_change_as_verify_would_show_it() -> None:
+    medication = patient_write("p-mine", "update_medication", sha256_hex(DOSE_CHANGE))
+
+    assert push_message(NOTE, NOTE_TEXT) == (
+        f"Add this note to the chart of Patient/p-mine: \u201c{NOTE_TEXT}\u201d?"
+    )
+    assert push_message(medication, DOSE_CHANGE) == (
+        "Change MedicationRequest/mr-7 of Patient/p-mine: status stopped?"
+    )
+    assert push_message(RESTRICTED, None) == "Read the chart of p-restricted?"

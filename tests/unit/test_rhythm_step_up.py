@@ -10,9 +10,10 @@ import pytest
 from rhythm_fakes import OBO_JTI, USER_TOKEN, FakeIdp, FakeStepUp, Stack, make_stack
 
 from trustloop.identity.oauth import MfaChallengeError
-from trustloop.identity.rar import patient_read
+from trustloop.identity.rar import patient_read, patient_write
 from trustloop.identity.rhythm import ToolCallError
 from trustloop.identity.step_up import StepUpDeniedError, StepUpTimedOutError
+from trustloop.records.changes import note_text, sha256_hex
 
 DETAIL = patient_read("p-restricted")
 CHALLENGE = "mfa-challenge-SECRET-5e1d"
@@ -46,6 +47,7 @@ async def test_an_approved_step_up_yields_the_obo_and_reports_progress(
     assert step_up.challenges == [CHALLENGE]
     assert heard == ["approve on your device"]
     assert _audit(stack)["step_up"] is True
+    assert _audit(stack)["consent"] is False
     assert _audit(stack)["decision"] == "granted"
     assert CHALLENGE not in stack.audit_text()
 
@@ -93,3 +95,35 @@ async def test_a_plain_call_records_no_step_up(tmp_path: Path) -> None:
     async with stack.rhythm.call(USER_TOKEN, patient_read("p-1"), tool="t"):
         pass
     assert _audit(stack)["step_up"] is False
+
+
+async def test_a_write_passes_its_change_to_the_push_and_records_consent(
+    tmp_path: Path,
+) -> None:
+    step_up = FakeStepUp()
+    stack = _stack(tmp_path, step_up)
+    change = note_text("  Started physiotherapy.  ")
+    detail = patient_write("p-1", "write_note", sha256_hex(change))
+
+    async with stack.rhythm.call(
+        USER_TOKEN, detail, tool="write_clinical_note", change_text=change
+    ):
+        pass
+
+    assert step_up.change_texts == [change]
+    assert (_audit(stack)["step_up"], _audit(stack)["consent"]) == (True, True)
+    assert change not in stack.audit_text()
+
+
+async def test_a_declined_consent_records_no_consent(tmp_path: Path) -> None:
+    stack = _stack(tmp_path, FakeStepUp(error=StepUpDeniedError("no")))
+    detail = patient_write("p-1", "write_note", sha256_hex("x"))
+
+    with pytest.raises(ToolCallError) as refused:
+        async with stack.rhythm.call(
+            USER_TOKEN, detail, tool="write_clinical_note", change_text="x"
+        ):
+            pass
+
+    assert str(refused.value) == "access_denied: the clinician declined the change"
+    assert (_audit(stack)["decision"], _audit(stack)["consent"]) == ("denied", False)

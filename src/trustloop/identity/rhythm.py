@@ -106,6 +106,8 @@ class CallRecord:
     action: str | None = None
     decision: Literal["granted", "denied"] | None = None
     step_up: bool = False
+    # True once the clinician approved a write's exact change on the consent push.
+    consent: bool = False
     lease_id: str | None = None
     role: str | None = None
     lease_revoked: bool = False
@@ -180,16 +182,19 @@ class Rhythm:
         *,
         tool: str,
         progress: Progress | None = None,
+        change_text: str | None = None,
     ) -> AsyncIterator[ToolCall]:
         """Introspect, exchange, lease and connect; close and revoke on the way out.
 
         Raises :class:`ToolCallError` for every failure, including those of the
         body; cancellation propagates unchanged (after the lease is revoked).
-        ``progress`` hears "approve on your device" while a step-up waits.
+        ``progress`` hears "approve on your device" while a step-up waits;
+        ``change_text`` is a write's exact change, for the consent push.
         """
         record = CallRecord(tool=tool)
+        steps = self._steps(user_token, detail, record, progress, change_text)
         try:
-            async with self._steps(user_token, detail, record, progress) as call:
+            async with steps as call:
                 yield call
         except anyio.get_cancelled_exc_class():
             record.outcome = "cancelled"
@@ -212,6 +217,7 @@ class Rhythm:
         detail_for: DetailFor,
         record: CallRecord,
         progress: Progress | None,
+        change_text: str | None = None,
     ) -> AsyncIterator[ToolCall]:
         sub = await self._introspect(user_token, record)
         if isinstance(detail_for, AuthorizationDetail):
@@ -220,7 +226,9 @@ class Rhythm:
             detail = _resolve(detail_for, sub)
         record.resource, record.action = detail.identifier, detail.action
 
-        jti, obo_token = await self._exchange(user_token, detail, record, progress)
+        jti, obo_token = await self._exchange(
+            user_token, detail, record, progress, change_text
+        )
         lease = await self._lease(obo_token, record)
         try:
             conn = await self._open(lease, jti, record)
@@ -253,6 +261,7 @@ class Rhythm:
         detail: AuthorizationDetail,
         record: CallRecord,
         progress: Progress | None,
+        change_text: str | None = None,
     ) -> tuple[str, str]:
         """Step 2, RFC 8693 §2.1 with an RFC 9396 ``authorization_details``.
 
@@ -276,7 +285,9 @@ class Rhythm:
                 record.decision = "denied" if exc.error == "access_denied" else None
                 raise
             except MfaChallengeError as challenge:
-                obo = await self._stepped_up(challenge, detail, record, progress)
+                obo = await self._stepped_up(
+                    challenge, detail, record, progress, change_text
+                )
 
         record.decision, record.jti = "granted", obo.jti
         if obo.jti is None:  # nothing to name the login or the audit trail by
@@ -290,8 +301,12 @@ class Rhythm:
         detail: AuthorizationDetail,
         record: CallRecord,
         progress: Progress | None,
+        change_text: str | None = None,
     ) -> IssuedToken:
-        """The OBO after the clinician approves the push; a refusal is final."""
+        """The OBO after the clinician approves the push; a refusal is final.
+
+        A write's push carries its change: approving it is the clinician's consent.
+        """
         record.step_up = True
         if self._step_up is None:
             record.decision = "denied"
@@ -302,15 +317,22 @@ class Rhythm:
             return (await self._svids.afetch_jwt_svid(self._issuer)).token
 
         try:
-            return await self._step_up.approve(
+            obo = await self._step_up.approve(
                 challenge.challenge,
                 detail,
                 client_assertion=client_assertion,
                 progress=progress,
+                change_text=change_text,
             )
-        except (StepUpDeniedError, StepUpTimedOutError, OAuthError):
+        except (StepUpDeniedError, StepUpTimedOutError, OAuthError) as exc:
             record.decision = "denied"
+            if change_text is not None and isinstance(exc, StepUpDeniedError):
+                raise ToolCallError(
+                    "access_denied", "the clinician declined the change"
+                ) from exc
             raise
+        record.consent = change_text is not None and detail.change_sha256 is not None
+        return obo
 
     async def _lease(self, obo_token: str, record: CallRecord) -> Lease:
         """Step 3: Vault JWT login with our SVID, then the OBO token for a login."""
@@ -397,6 +419,7 @@ def _audit_fields(record: CallRecord) -> dict[str, object]:
         "action": record.action,
         "decision": record.decision,
         "step_up": record.step_up,
+        "consent": record.consent,
         "lease_id": record.lease_id,
         "role": record.role,
         "lease_revoked": record.lease_revoked,
@@ -413,6 +436,14 @@ def audiences(aud: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
     if isinstance(aud, str):
         return (aud,)
     return tuple(aud)
+
+
+def _credential_expired() -> ToolCallError:
+    """A statement cut off by its lease: the statement timeout (set shorter than
+    the lease) or the reaper, which cancels running statements (SQLSTATE 57014)
+    before it terminates the sessions of an ended lease. A server restart ends
+    sessions with 57P01 instead, and stays ``temporarily_unavailable``."""
+    return ToolCallError("invalid_token", "the database credential expired")
 
 
 def translate(exc: Exception) -> ToolCallError:
@@ -444,6 +475,11 @@ def translate(exc: Exception) -> ToolCallError:
             return ToolCallError("temporarily_unavailable", "credential service")
         case VaultError():
             return ToolCallError("server_error", "database credential refused")
+        case psycopg.errors.QueryCanceled():
+            return _credential_expired()
+        case psycopg.errors.InsufficientPrivilege():
+            # RLS, a missing privilege, or the write checks (SQLSTATE 42501).
+            return ToolCallError("access_denied", "the database refused the write")
         case psycopg.OperationalError():
             return ToolCallError("temporarily_unavailable", "database")
         case TimeoutError():

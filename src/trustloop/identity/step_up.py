@@ -7,6 +7,11 @@ poll the transaction (``GET .../verifications/{txn}?returnJwt=true``) with a bou
 interval until ``VERIFY_SUCCESS``, ``VERIFY_FAILED`` or ``EXPIRED``, then redeem its
 signed ``assertion`` with the jwt-bearer grant (:meth:`IdpClient.redeem_assertion`).
 
+Consent (writes, docs/contracts.md "Writes") is the same push: the request also
+carries the exact change, ``transactionData.additionalData: [{"name": "change",
+"value": <text>}]``, whose SHA-256 the IdP checks against the challenge's
+``change_sha256`` before it shows the change to the clinician.
+
 Guessed where Verify's documentation is silent: the REST APIs live at the issuer's
 origin (Verify: the tenant URL), the factor's ``attributes.authenticatorId`` names
 the authenticator to push to, and an approved transaction carries ``assertion``.
@@ -48,6 +53,8 @@ _MESSAGES = {
     "update_medication": "Change a medication of {patient}?",
 }
 POLL_INTERVAL_S = 1.0
+# A push notification's banner is short; the transaction shows the whole change.
+NOTIFICATION_CHARS = 120
 
 
 class StepUpError(IdpError):
@@ -89,10 +96,18 @@ class StepUpClient:
         *,
         client_assertion: ClientAssertion,
         progress: Progress | None = None,
+        change_text: str | None = None,
     ) -> IssuedToken:
-        """The OBO token for ``detail`` once the clinician approves the push."""
+        """The OBO token for ``detail`` once the clinician approves the push.
+
+        ``change_text`` is the canonical text of a write's change (its SHA-256 is
+        the detail's ``change_sha256``); it goes to the IdP in the verification
+        request and nowhere else.
+        """
         authenticator, factor = await self._push_factor(challenge)
-        transaction = await self._start(challenge, authenticator, factor, detail)
+        transaction = await self._start(
+            challenge, authenticator, factor, detail, change_text
+        )
 
         assertion = await self._wait(challenge, transaction, progress)
         return await self._idp.redeem_assertion(
@@ -119,14 +134,19 @@ class StepUpClient:
         authenticator: str,
         factor: str,
         detail: AuthorizationDetail,
+        change_text: str | None,
     ) -> str:
         # Verify shows the client's message; the stand-in writes its own.
-        message = _MESSAGES.get(detail.action, "Allow {action} on {patient}?").format(
-            patient=detail.resource_id, action=detail.action
-        )
+        message = push_message(detail, change_text)
+        transaction_data: dict[str, Any] = {"message": message}
+        if change_text is not None:
+            transaction_data["additionalData"] = [
+                {"name": "change", "value": change_text}
+            ]
+        banner = _shortened(message, NOTIFICATION_CHARS)
         request = {
-            "transactionData": {"message": message},
-            "pushNotification": {"title": "trustloop", "message": message},
+            "transactionData": transaction_data,
+            "pushNotification": {"title": "trustloop", "message": banner},
             "authenticationMethods": [{"id": factor, "methodType": "signature"}],
             "logic": "OR",
             "expiresIn": int(self._timeout_s) or 1,
@@ -193,6 +213,27 @@ class StepUpClient:
         raise IdpUnavailableError(
             f"unexpected answer from the IdP (HTTP {response.status_code})"
         )
+
+
+def push_message(detail: AuthorizationDetail, change_text: str | None) -> str:
+    """What the clinician is asked: the action, the patient and the exact change."""
+    patient = detail.identifier
+    if change_text is None:
+        template = _MESSAGES.get(detail.action, "Allow {action} on {patient}?")
+        return template.format(patient=detail.resource_id, action=detail.action)
+    if detail.action == "write_note":
+        return f"Add this note to the chart of {patient}: \u201c{change_text}\u201d?"
+    resource, _, changes = change_text.partition("\n")
+    shown = ", ".join(
+        f"{name} {value}"
+        for name, _, value in (line.partition("=") for line in changes.split("\n"))
+        if value
+    )
+    return f"Change {resource} of {patient}: {shown}?"
+
+
+def _shortened(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 def _assertion(body: dict[str, Any]) -> str:

@@ -48,7 +48,10 @@ class IdentityProvider(Introspector, Protocol):
 
 
 class StepUpFlow(Protocol):
-    """:class:`~trustloop.identity.step_up.StepUpClient`: a challenge to an OBO."""
+    """:class:`~trustloop.identity.step_up.StepUpClient`: a challenge to an OBO.
+
+    ``change_text``: a write's canonical change, shown on the consent push.
+    """
 
     async def approve(
         self,
@@ -57,6 +60,7 @@ class StepUpFlow(Protocol):
         *,
         client_assertion: ClientAssertion,
         progress: Progress | None = None,
+        change_text: str | None = None,
     ) -> IssuedToken: ...
 
 

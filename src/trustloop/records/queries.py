@@ -8,13 +8,17 @@ JSON-ready: FHIR resources as imported, dates as ISO strings.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import psycopg
 
 RECENT_MEDICATIONS = 5
+RECENT_ENCOUNTERS = 5
 MAX_OBSERVATIONS = 20
+MAX_NOTES = 10
 OBSERVATION_CATEGORIES = ("vital-signs", "laboratory")
 
 _ROSTER = """
@@ -61,6 +65,47 @@ _LATEST_OBSERVATIONS = """
 """
 
 
+_RECENT_ENCOUNTERS = """
+    SELECT resource
+      FROM clinical.encounters
+     WHERE patient_id = %s
+     ORDER BY period_start DESC NULLS LAST, id
+     LIMIT %s
+"""
+
+_NOTES = """
+    SELECT id, patient_id, author_sub, obo_jti, text, created_at
+      FROM clinical.notes
+     WHERE patient_id = %s
+     ORDER BY created_at DESC, id
+     LIMIT %s
+"""
+
+# Optional filters are NULL when not asked for; ``until`` is inclusive of its day.
+_OBSERVATIONS = """
+    SELECT resource
+      FROM clinical.observations
+     WHERE patient_id = %(patient_id)s
+       AND (%(code)s::text IS NULL OR code = %(code)s)
+       AND (%(category)s::text IS NULL OR category = %(category)s)
+       AND (%(since)s::date IS NULL OR effective >= %(since)s::date)
+       AND (%(until)s::date IS NULL OR effective < %(until)s::date + 1)
+     ORDER BY effective DESC NULLS LAST, id
+     LIMIT %(limit)s
+"""
+
+
+@dataclass(frozen=True)
+class ObservationFilter:
+    """What ``get_lab_results`` asks for; ``None`` leaves a filter out."""
+
+    code: str | None = None
+    category: str | None = None
+    since: date | None = None
+    until: date | None = None
+    limit: int = MAX_OBSERVATIONS
+
+
 def list_roster(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
     """The patients the role may list: ``id, name, birth_date, gender, sensitive``."""
     rows = conn.execute(_ROSTER).fetchall()
@@ -81,8 +126,10 @@ def read_chart(conn: psycopg.Connection[Any], patient_id: str) -> dict[str, Any]
 
     ``patient``: the FHIR Patient; ``conditions``: active ones (clinical status
     active, or no abatement); ``medications``: active MedicationRequests, or the
-    most recent few if none is active; ``observations``: the latest vital sign or
-    lab result per LOINC code, newest first, at most ``MAX_OBSERVATIONS``.
+    most recent few if none is active; ``encounters``: the most recent few;
+    ``observations``: the latest vital sign or lab result per LOINC code, newest
+    first, at most ``MAX_OBSERVATIONS``; ``notes``: rows of ``clinical.notes``
+    (see :func:`notes`), newest first.
     """
     patient = conn.execute(_PATIENT, (patient_id,)).fetchone()
     if patient is None or patient[0] is None:
@@ -92,6 +139,9 @@ def read_chart(conn: psycopg.Connection[Any], patient_id: str) -> dict[str, Any]
         "patient": patient[0],
         "conditions": _resources(conn, _CONDITIONS, patient_id),
         "medications": _medications(conn, patient_id),
+        "encounters": _resources(
+            conn, _RECENT_ENCOUNTERS, patient_id, RECENT_ENCOUNTERS
+        ),
         "observations": _resources(
             conn,
             _LATEST_OBSERVATIONS,
@@ -99,7 +149,35 @@ def read_chart(conn: psycopg.Connection[Any], patient_id: str) -> dict[str, Any]
             list(OBSERVATION_CATEGORIES),
             MAX_OBSERVATIONS,
         ),
+        "notes": notes(conn, patient_id),
     }
+
+
+def notes(
+    conn: psycopg.Connection[Any], patient_id: str, limit: int = MAX_NOTES
+) -> list[dict[str, Any]]:
+    """The patient's notes, newest first: ``id, patient_id, author_sub, obo_jti,
+    text, created_at`` (ISO 8601)."""
+    rows = conn.execute(_NOTES, (patient_id, limit)).fetchall()
+    return [
+        {
+            "id": nid,
+            "patient_id": pid,
+            "author_sub": author,
+            "obo_jti": jti,
+            "text": text,
+            "created_at": created.isoformat(),
+        }
+        for nid, pid, author, jti, text, created in rows
+    ]
+
+
+def observations(
+    conn: psycopg.Connection[Any], patient_id: str, wanted: ObservationFilter
+) -> list[Any]:
+    """The patient's Observations matching ``wanted``, newest first."""
+    params = {"patient_id": patient_id, **asdict(wanted)}
+    return [row[0] for row in conn.execute(_OBSERVATIONS, params).fetchall()]
 
 
 def _medications(conn: psycopg.Connection[Any], patient_id: str) -> list[Any]:

@@ -30,8 +30,8 @@ from trustloop.identity.step_up import StepUpClient
 from trustloop.identity.types import PgConnector
 from trustloop.identity.vault import VaultLeaseClient
 from trustloop.settings import bind_address
-from trustloop.tools import patients
 from trustloop.tools.auth import IntrospectionVerifier, UnavailableMiddleware
+from trustloop.tools.catalog import ClinicalTools, mcp_tools
 
 if TYPE_CHECKING:
     from mcp.server.auth.provider import TokenVerifier
@@ -59,9 +59,10 @@ def build_server(
     settings: Settings, *, rhythm: Rhythm, verifier: TokenVerifier
 ) -> MCPServer:
     """The tools behind RFC 9728 metadata naming the IdP as authorization server."""
-    server = MCPServer(
+    return MCPServer(
         "trustloop",
         instructions=INSTRUCTIONS,
+        tools=mcp_tools(ClinicalTools(rhythm)),
         token_verifier=verifier,
         # Strings, not AnyHttpUrl: AuthSettings keeps a path-less issuer exact (no
         # trailing "/"), and RFC 8414 compares issuers as strings.
@@ -71,8 +72,6 @@ def build_server(
             required_scopes=None,
         ),
     )
-    patients.register(server, rhythm)
-    return server
 
 
 def build_app(

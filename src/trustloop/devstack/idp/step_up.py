@@ -24,6 +24,11 @@ there when the request asked for it) follow the documented field names; the clai
 names in the challenge and the assertion are ours.
 
 A consent push (writes) is the same flow; its OBO also carries ``consent: true``.
+The verification request must carry the exact change (``transactionData.
+additionalData: [{"name": "change", "value": <text>}]``) whose SHA-256 is the
+challenge's ``change_sha256`` (400 ``invalid_request`` otherwise, and for a write
+without it); the IdP then shows that change in the message it writes. The change
+text lives in memory with the push only: audit records carry ``change_sha256``.
 
 Audit events (ids only): ``step_up_required`` (with ``requires``), ``step_up_started``,
 ``step_up_approved``, ``step_up_denied``, ``step_up_timed_out``.
@@ -44,6 +49,7 @@ from pydantic import ValidationError
 
 from trustloop.audit.chain import AuditLog
 from trustloop.devstack.idp.client_auth import ClientAuthenticator
+from trustloop.devstack.idp.consent import consent_change, push_message
 from trustloop.devstack.idp.errors import OAuthProblem, invalid_request
 from trustloop.devstack.idp.keys import SigningKeys
 from trustloop.devstack.idp.tokens import TokenIssuer
@@ -110,26 +116,6 @@ class Push:
 def authenticator_id(sub: str) -> str:
     """Each demo clinician has one push authenticator, named from the ``sub``."""
     return f"push-{sub}"
-
-
-_MESSAGES = {
-    "read": "Read the chart of {patient}?",
-    "write_note": "Add a note to the chart of {patient}?",
-    "update_medication": "Change a medication of {patient}?",
-}
-
-
-def push_message(details: list[dict[str, Any]]) -> str:
-    """What the clinician is asked; patient names are not known to the IdP.
-
-    TODO(issue 3, write tools): name the exact change (the note, the dose) once
-    the write tools send it in the authorization detail.
-    """
-    detail = details[0]
-    patient = str(detail.get("identifier", "")).removeprefix("Patient/")
-    action = next(iter(detail.get("actions", [])), "")
-    template = _MESSAGES.get(action, "Allow {action} on {patient}?")
-    return template.format(patient=patient, action=action)
 
 
 class StepUp:
@@ -229,11 +215,19 @@ class StepUp:
         }
         return {"count": 1, "total": 1, "limit": 200, "factors": [factor]}
 
-    def start(self, authorization: str | None, authenticator: str) -> dict[str, Any]:
-        """``POST /v1.0/authenticators/{id}/verifications``: a new pending push."""
+    def start(
+        self, authorization: str | None, authenticator: str, body: bytes = b""
+    ) -> dict[str, Any]:
+        """``POST /v1.0/authenticators/{id}/verifications``: a new pending push.
+
+        ``body`` is the verification request; only a write's change is read from
+        it (the client's own message is not trusted).
+        """
         claims = self._bearer(authorization)
         if authenticator != authenticator_id(claims["sub"]):
             raise NotFoundError
+        details = claims["authorization_details"]
+        change = consent_change(body, details)
         now = self._clock()
         push = Push(
             id=str(uuid.uuid4()),
@@ -241,8 +235,8 @@ class StepUp:
             authenticator_id=authenticator,
             challenge_jti=claims["jti"],
             actor=claims["act"]["sub"],
-            details=claims["authorization_details"],
-            message=push_message(claims["authorization_details"]),
+            details=details,
+            message=push_message(details, change),
             created=now,
             expires=now + self._timeout_s,
             requires=list(claims.get("requires") or ["step_up"]),
@@ -250,7 +244,11 @@ class StepUp:
         with self._lock:
             self._pushes[push.id] = push
         self._audit.append(
-            "step_up_started", transaction_id=push.id, sub=push.sub, actor=push.actor
+            "step_up_started",
+            transaction_id=push.id,
+            sub=push.sub,
+            actor=push.actor,
+            change_sha256=details[0].get("change_sha256"),
         )
         if self._auto != "off":  # dev-only; Settings refuses it outside local
             self.answer(push.sub, push.id, approve=self._auto == "approve")
