@@ -3,7 +3,8 @@
 The runtime is ``create_app()`` as built, served by uvicorn on a free port; the MCP
 server is ``mcp.server.mcpserver.MCPServer`` with the two contract tools, stateless
 streamable HTTP, behind an ASGI wrapper that records every request's ``Authorization``
-header and body.
+header and body. A small IdP on loopback serves discovery and the JWKS whose key
+signs the clinicians' tokens of the conversation-memory tests.
 """
 
 from __future__ import annotations
@@ -23,17 +24,25 @@ from typing import Any
 
 import httpx
 import pytest
+from joserfc import jwt
+from joserfc.jwk import ECKey
 from loopback import serve_in_thread
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult, TextContent
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
+from trustloop.agent.invocation import Invocation, UserToken
 from trustloop.agent.runtime import (
     MAX_PROMPT_CHARS,
     SESSION_HEADER,
     USER_TOKEN_HEADER,
     create_app,
 )
-from trustloop.audit.chain import verify_chain
+from trustloop.agent.sessions import ConversationMemory
+from trustloop.audit.chain import AuditLog, verify_chain
 from trustloop.devstack.net import free_port
 from trustloop.settings import Settings
 
@@ -203,8 +212,48 @@ def mcp_url() -> Iterator[tuple[str, McpRecorder]]:
         yield f"{url}/mcp", recorder
 
 
+@dataclass(frozen=True)
+class Idp:
+    """Discovery and JWKS on loopback; signs clinicians' access tokens (RFC 9068)."""
+
+    issuer: str
+    key: ECKey
+
+    def token(self, sub: str, audience: str) -> str:
+        now = int(time.time())
+        claims = {"iss": self.issuer, "sub": sub, "aud": [audience], "iat": now,
+                  "exp": now + 900, "jti": secrets.token_hex(8)}  # fmt: skip
+        return jwt.encode(
+            {"alg": "ES256", "kid": "k1", "typ": "at+jwt"}, claims, self.key
+        )
+
+
+@pytest.fixture(scope="module")
+def idp() -> Iterator[Idp]:
+    key = ECKey.generate_key("P-256", parameters={"kid": "k1"})
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+
+    async def discovery(request: Request) -> JSONResponse:
+        return JSONResponse({"issuer": issuer, "jwks_uri": f"{issuer}/oauth2/jwks"})
+
+    async def jwks(request: Request) -> JSONResponse:
+        return JSONResponse({"keys": [key.as_dict(private=False)]})
+
+    app = Starlette(
+        routes=[
+            Route("/.well-known/openid-configuration", discovery),
+            Route("/oauth2/jwks", jwks),
+        ]
+    )
+    with serve_in_thread(app, port):
+        yield Idp(issuer, key)
+
+
 @pytest.fixture
-def runtime(mcp_url: tuple[str, McpRecorder], tmp_path: Path) -> Iterator[Runtime]:
+def runtime(
+    mcp_url: tuple[str, McpRecorder], idp: Idp, tmp_path: Path
+) -> Iterator[Runtime]:
     url, recorder = mcp_url
     for records in (recorder.authorizations, recorder.bodies, recorder.tool_calls):
         records.clear()
@@ -213,6 +262,7 @@ def runtime(mcp_url: tuple[str, McpRecorder], tmp_path: Path) -> Iterator[Runtim
     port = free_port()
     settings = Settings(
         state_dir=tmp_path / "state",
+        idp_url=idp.issuer,
         mcp_url=url,
         runtime_url=f"http://127.0.0.1:{port}",
         model="offline",
@@ -507,3 +557,100 @@ def _wait_for_ping(base: str) -> None:
         except httpx.TransportError:
             time.sleep(0.05)
     raise RuntimeError("runtime did not answer /ping")
+
+
+def _model_inputs(runtime: Runtime) -> list[dict[str, Any]]:
+    lines = runtime.transcript.read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_a_follow_up_in_the_same_session_shares_the_conversation(
+    runtime: Runtime, idp: Idp
+) -> None:
+    token = idp.token("clin-achen", runtime.settings.mcp_resource)
+    invoke(runtime, {"prompt": "show me Alda Carter's chart"}, bearer(token, "s-1"))
+
+    _, frames = invoke(runtime, {"prompt": "show me her chart"}, bearer(token, "s-1"))
+
+    assert runtime.mcp.tool_calls[-1] == ("read_patient_record", ALDA_ID)
+    assert "Chart for Alda Carter" in answer_text(frames)
+    tool_frames = [f["name"] for f in frames if f.get("type") == "tool"]
+    assert tool_frames == ["read_patient_record"]  # earlier turns are not replayed
+    assert runtime.audit_lines()[-1]["model_calls"] == 2
+    last_input = _model_inputs(runtime)[-1]["messages"]
+    assert last_input[0]["content"][0]["text"] == "show me Alda Carter's chart"
+
+
+def test_another_clinician_with_the_same_session_id_sees_none_of_it(
+    runtime: Runtime, idp: Idp
+) -> None:
+    audience = runtime.settings.mcp_resource
+    achen = idp.token("clin-achen", audience)
+    bokafor = idp.token("clin-bokafor", audience)
+    invoke(runtime, {"prompt": "show me Alda Carter's chart"}, bearer(achen, "s-2"))
+    seen = len(_model_inputs(runtime))
+
+    _, frames = invoke(runtime, {"prompt": "show me her chart"}, bearer(bokafor, "s-2"))
+
+    assert answer_text(frames).startswith("Which patient do you mean?")
+    assert runtime.mcp.tool_calls == [
+        ("list_my_patients", None),
+        ("read_patient_record", ALDA_ID),
+    ]
+    for model_input in _model_inputs(runtime)[seen:]:
+        assert [m["role"] for m in model_input["messages"]] == ["user"]
+        assert "Alda" not in json.dumps(model_input)
+
+
+def test_a_token_that_does_not_validate_gets_no_memory(
+    runtime: Runtime, idp: Idp
+) -> None:
+    forger = ECKey.generate_key("P-256", parameters={"kid": "k1"})
+    genuine = idp.token("clin-achen", runtime.settings.mcp_resource)
+    forged = Idp(idp.issuer, forger).token("clin-achen", runtime.settings.mcp_resource)
+    invoke(runtime, {"prompt": "show me Alda Carter's chart"}, bearer(genuine, "s-3"))
+
+    _, frames = invoke(runtime, {"prompt": "show me her chart"}, bearer(forged, "s-3"))
+
+    assert answer_text(frames).startswith("Which patient do you mean?")
+
+
+def test_a_new_session_id_starts_a_new_conversation(runtime: Runtime, idp: Idp) -> None:
+    token = idp.token("clin-achen", runtime.settings.mcp_resource)
+    invoke(runtime, {"prompt": "show me Alda Carter's chart"}, bearer(token, "s-4"))
+
+    _, frames = invoke(runtime, {"prompt": "show me her chart"}, bearer(token, "s-5"))
+
+    assert answer_text(frames).startswith("Which patient do you mean?")
+
+
+async def test_conversation_memory_holds_the_turn_but_never_the_token(
+    mcp_url: tuple[str, McpRecorder], idp: Idp, tmp_path: Path
+) -> None:
+    url, _ = mcp_url
+    settings = Settings(state_dir=tmp_path, idp_url=idp.issuer, mcp_url=url)
+    memory = ConversationMemory.for_settings(settings)
+    token = idp.token("clin-achen", settings.mcp_resource)
+    run = Invocation(
+        settings,
+        AuditLog(tmp_path / "runtime.jsonl", "runtime"),
+        session_id="s-mem",
+        request_id="r-1",
+        memory=memory,
+    )
+
+    frames = [
+        f
+        async for f in run.frames(
+            "show me Alda Carter's chart", UserToken(token, "jwt")
+        )
+    ]
+
+    key = await memory.key_for("s-mem", token)
+    assert key is not None
+    remembered = json.dumps(memory.store.recall(key))
+    assert frames[-1] == {"type": "done"}
+    assert "show me Alda Carter's chart" in remembered
+    assert "Chart for Alda Carter" in remembered
+    for part in [token, *token.split(".")]:
+        assert part not in remembered

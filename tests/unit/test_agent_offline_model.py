@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from strands import Agent, tool
 
-from trustloop.agent import planner
+from trustloop.agent import intents, planner
 from trustloop.agent.offline_model import OfflineModel, OfflineModelError
 from trustloop.agent.results import read_tool_result
 
@@ -289,21 +289,22 @@ def test_structured_output_is_refused() -> None:
 @pytest.mark.parametrize(
     ("question", "intent"),
     [
-        ("list my patients", planner.Roster()),
-        ("Who are my patients?", planner.Roster()),
-        ("show me Alda Carter's chart", planner.ChartByName("Alda Carter")),
+        ("list my patients", intents.Roster()),
+        ("Who are my patients?", intents.Roster()),
+        ("show me Alda Carter's chart", intents.Chart(intents.ByName("Alda Carter"))),
         (
             "Alda Carter\u2019s medical record please",
-            planner.ChartByName("Alda Carter"),
+            intents.Chart(intents.ByName("Alda Carter")),
         ),
-        ("chart of Alda Carter.", planner.ChartByName("Alda Carter")),
-        ("record for p-001", planner.ChartById("p-001")),
-        ("Patient/abc-123", planner.ChartById("abc-123")),
-        ("hello", planner.Unrecognised()),
+        ("chart of Alda Carter.", intents.Chart(intents.ByName("Alda Carter"))),
+        ("record for p-001", intents.Chart(intents.ById("p-001"))),
+        ("Patient/abc-123", intents.Chart(intents.ById("abc-123"))),
+        ("show me her chart", intents.Chart(intents.Current())),
+        ("hello", intents.Unrecognised()),
     ],
 )
-def test_questions_map_to_intents(question: str, intent: planner.Intent) -> None:
-    assert planner.parse_intent(question) == intent
+def test_questions_map_to_intents(question: str, intent: intents.Intent) -> None:
+    assert intents.parse_intent(question) == intent
 
 
 def test_two_roster_matches_ask_for_an_id() -> None:

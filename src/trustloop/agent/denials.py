@@ -4,8 +4,10 @@ DESIGN.md: "A denial is final for that request: the tool returns a clear error
 result, the agent relays it and does not retry." The offline planner obeys that;
 a hosted model, or one steered by a prompt injection, may not. This Strands hook
 enforces it in the runtime, per invocation: once a tool call is refused
-(``access_denied``), a call of the same tool with the same arguments is cancelled
-before it reaches the MCP server, and the tool calls of one invocation are
+(``access_denied``: a policy refusal, a declined step-up or consent), any call of
+the same action on the same patient is cancelled before it reaches the MCP server
+(a read refused for a patient also stops their lab results; a declined note is not
+asked for again with other words), and the tool calls of one invocation are
 bounded, so no model can loop the rhythm.
 """
 
@@ -38,8 +40,8 @@ class DenialGuard(HookProvider):
     def _before(self, event: BeforeToolCallEvent) -> None:
         if _key(event.tool_use) in self._denied:
             event.cancel_tool = (
-                f"{_DENIED_PREFIX}: this exact call was already refused in this "
-                "request; a denial is final"
+                f"{_DENIED_PREFIX}: this action on this patient was already refused "
+                "in this request; a denial is final"
             )
             return
         self._calls += 1
@@ -57,7 +59,21 @@ class DenialGuard(HookProvider):
             self._denied.add(_key(event.tool_use))
 
 
+# The RFC 9396 action each patient tool asks the IdP for (docs/contracts.md).
+_ACTIONS = {
+    "read_patient_record": "read",
+    "get_lab_results": "read",
+    "write_clinical_note": "write_note",
+    "update_medication": "update_medication",
+}
+
+
 def _key(tool_use: Any) -> str:
-    """The tool's name and its arguments, canonically (key order does not matter)."""
-    arguments = json.dumps(tool_use.get("input", {}), sort_keys=True, default=str)
-    return f"{tool_use.get('name')}:{arguments}"
+    """The action and patient of a call; else its name and arguments, canonically."""
+    name = str(tool_use.get("name"))
+    arguments = tool_use.get("input")
+    arguments = arguments if isinstance(arguments, dict) else {}
+    patient = arguments.get("patient_id")
+    if name in _ACTIONS and isinstance(patient, str):
+        return f"{_ACTIONS[name]}:Patient/{patient}"
+    return f"{name}:{json.dumps(arguments, sort_keys=True, default=str)}"

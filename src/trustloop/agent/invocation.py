@@ -31,7 +31,9 @@ if TYPE_CHECKING:
     from strands import Agent
     from strands.models.model import Model
     from strands.tools.mcp import MCPClient
+    from strands.types.content import Message
 
+    from trustloop.agent.sessions import ConversationMemory
     from trustloop.settings import Settings
 
 Frame = dict[str, Any]
@@ -40,10 +42,14 @@ Outcome = Literal["answered", "refused", "error", "cancelled", "rejected"]
 SYSTEM_PROMPT = """\
 You are trustloop, a clinical assistant for the signed-in clinician.
 Answer only from the results of your tools; never guess clinical data.
-Use list_my_patients to find the clinician's patients and read_patient_record
-with a patient id to read one chart. Tool calls are authorized per call for this
-clinician; if a tool returns an error (for example access_denied), tell the clinician
-plainly what it said and do not retry or work around it.
+Use find_patient (or list_my_patients) to find a patient by name, then
+read_patient_record, get_lab_results, write_clinical_note or update_medication with
+the patient's id. "her", "his" or "their" mean the last patient of this conversation.
+Writes wait for the clinician's approval on their device: say so before you call.
+Tool calls are authorized per call for this clinician; if a tool returns an error (for
+example access_denied, or a declined approval), tell the clinician plainly what it
+said and do not retry or work around it. After a write, say what was written (note
+id, or the medication's new status or dosage).
 """
 
 MCP_STARTUP_TIMEOUT_S = 10
@@ -118,11 +124,13 @@ class Invocation:
         *,
         session_id: str | None,
         request_id: str | None,
+        memory: ConversationMemory | None = None,
     ) -> None:
         self.settings = settings
         self.audit = audit
         self.session_id = session_id
         self.request_id = request_id
+        self.memory = memory
         self.tally = Tally()
         self.log = structlog.get_logger("trustloop.agent").bind(
             session_id=session_id, request_id=request_id
@@ -168,15 +176,27 @@ class Invocation:
     async def _agent_frames(
         self, prompt: str, token: UserToken
     ) -> AsyncGenerator[Frame, None]:
+        key = None
+        if self.memory is not None:
+            key = await self.memory.key_for(self.session_id, token.value)
+        history = self.memory.store.recall(key) if self.memory and key else []
+        self.log.debug(
+            "conversation_recalled", remembered=key is not None, messages=len(history)
+        )
+
         self._auth = ClinicianBearerAuth(token.value)
         mcp = build_mcp_client(self.settings, self._auth)
         agent: Agent | None = None
         try:
-            # Agent() connects to the MCP server and lists its tools: off the loop.
-            agent = await asyncio.to_thread(build_agent, self.settings, mcp)
+            # Agent() connects to the MCP server and lists its tools (an
+            # authenticated call, so a refused token fails before the model sees
+            # any history): off the loop.
+            agent = await asyncio.to_thread(build_agent, self.settings, mcp, history)
             async for event in agent.stream_async(prompt):
                 for frame in self.tally.frames(event):
                     yield frame
+            if self.memory is not None and key is not None:
+                self.memory.store.keep(key, agent.messages)
         finally:
             close_agent(agent, mcp, self.log)
 
@@ -237,13 +257,18 @@ def build_mcp_client(settings: Settings, auth: ClinicianBearerAuth) -> MCPClient
     )
 
 
-def build_agent(settings: Settings, mcp: MCPClient) -> Agent:
+def build_agent(
+    settings: Settings, mcp: MCPClient, history: list[Any] | None = None
+) -> Agent:
+    """A fresh agent; ``history``: the earlier messages of this conversation."""
     from strands import Agent
 
     from trustloop.agent.denials import DenialGuard
 
+    messages: list[Message] = list(history or [])
     return Agent(
         model=build_model(settings),
+        messages=messages,
         tools=[mcp],
         system_prompt=SYSTEM_PROMPT,
         callback_handler=None,

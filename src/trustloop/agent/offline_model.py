@@ -7,7 +7,9 @@ agent loop runs unchanged: tool-call blocks, tool execution over MCP, a final an
 
 Events follow ``strands.types.streaming.StreamEvent`` (strands-agents 1.62):
 ``messageStart``; for a tool call ``contentBlockStart`` (``toolUse`` name and id),
-``contentBlockDelta`` (``toolUse.input`` as a JSON string) and ``contentBlockStop``;
+``contentBlockDelta`` (``toolUse.input`` as a JSON string) and ``contentBlockStop``,
+after a text block when the planner says something first (a consent or step-up
+notice);
 for an answer ``contentBlockDelta`` text pieces and ``contentBlockStop``; then
 ``messageStop`` (``tool_use`` or ``end_turn``) and ``metadata``.
 
@@ -118,6 +120,9 @@ class OfflineModel(Model):
             tool_use_id = f"tooluse_offline_{self._tool_uses}"
 
         yield {"messageStart": {"role": "assistant"}}
+        if step.preface:  # e.g. "approve the change on your device", said first
+            yield {"contentBlockDelta": {"delta": {"text": step.preface}}}
+            yield {"contentBlockStop": {}}
         yield {
             "contentBlockStart": {
                 "start": {"toolUse": {"name": step.name, "toolUseId": tool_use_id}}

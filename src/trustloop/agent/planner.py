@@ -1,53 +1,59 @@
 """The offline planner's decisions: what the clinician asked and what to do next.
 
 Pure functions over Strands' ``Messages``: :func:`read_turn` finds the clinician's last
-question and the tool results that followed it; :func:`plan` returns the next step, a
-tool call or a final answer. A refused tool call ends the turn: the refusal is relayed
-and nothing is retried (DESIGN.md, "A denial is final for that request").
+question, the tool results that followed it and what earlier turns said about
+patients (:mod:`trustloop.agent.context`); :func:`plan` returns the next step, a tool
+call or a final answer. Intents come from :mod:`trustloop.agent.intents`; a name is
+resolved with ``find_patient`` (or the roster when that tool is not offered), a
+pronoun to the last patient of the conversation. A refused tool call ends the turn:
+the refusal is relayed and nothing is retried (DESIGN.md, "A denial is final for that
+request").
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from trustloop.agent import answers
+from trustloop.agent import answers, writes
+from trustloop.agent.context import Context, read_context
+from trustloop.agent.intents import (
+    ById,
+    ByName,
+    ChangeMedication,
+    Chart,
+    FindPatient,
+    Intent,
+    Labs,
+    Roster,
+    Subject,
+    WriteNote,
+    parse_intent,
+)
+from trustloop.agent.names import name_tokens
 from trustloop.agent.results import ToolOutcome, read_tool_result
 
 LIST_PATIENTS = "list_my_patients"
+FIND_PATIENT = "find_patient"
 READ_RECORD = "read_patient_record"
+LAB_RESULTS = "get_lab_results"
+WRITE_NOTE = "write_clinical_note"
+UPDATE_MEDICATION = "update_medication"
+WRITE_TOOLS = frozenset({WRITE_NOTE, UPDATE_MEDICATION})
+MAX_NAME = 100
+LAB_LIMIT = 10
 
-
-@dataclass(frozen=True)
-class Roster:
-    """The clinician's roster: "list my patients", "who are my patients"."""
-
-
-@dataclass(frozen=True)
-class ChartByName:
-    name: str
-
-
-@dataclass(frozen=True)
-class ChartById:
-    patient_id: str
-
-
-@dataclass(frozen=True)
-class Unrecognised:
-    """An empty question, or one the planner cannot serve."""
-
-
-Intent = Roster | ChartByName | ChartById | Unrecognised
+__all__ = ["Answer", "CallTool", "Intent", "Step", "Turn", "parse_intent", "plan"]
 
 
 @dataclass(frozen=True)
 class CallTool:
+    """A tool call; ``preface`` is said first (e.g. "approve on your device")."""
+
     name: str
     arguments: dict[str, Any]
+    preface: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,49 +66,29 @@ Step = CallTool | Answer
 
 @dataclass(frozen=True)
 class Turn:
-    """The clinician's last question and the tool results since, oldest first."""
+    """The clinician's last question, the tool results since, and earlier context."""
 
     question: str
     outcomes: list[ToolOutcome] = field(default_factory=list)
+    context: Context = field(default_factory=Context)
 
     def last(self, tool: str) -> ToolOutcome | None:
         return next((o for o in reversed(self.outcomes) if o.name == tool), None)
 
 
-_PATIENT_REF = re.compile(r"\bPatient/([A-Za-z0-9.-]{1,64})\b")
-_UUID = re.compile(
-    r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.IGNORECASE
-)
-_ROSTER = re.compile(
-    r"\b(?:list|show|see|view|who are|which are|give me)\b.*\bpatients\b"
-    r"|^\s*my patients\W*$",
-    re.IGNORECASE,
-)
-_RECORD_WORDS = r"(?:medical\s+)?(?:chart|record|file|summary)"
-_POSSESSIVE = re.compile(
-    rf"(?P<name>[^?!.,;:]+?)['\u2019]s?\s+{_RECORD_WORDS}\b", re.IGNORECASE
-)
-_OF_NAME = re.compile(
-    rf"\b{_RECORD_WORDS}\s+(?:of|for)\s+(?P<name>[^?!.,;:]+)", re.IGNORECASE
-)
-# Words around a name in "please show me X's chart" / "the chart of X please".
-_FILLER = frozenset(
-    (
-        *("a", "at", "bring", "can", "could", "display", "fetch", "for", "get"),
-        *("give", "i", "is", "let", "look", "me", "now", "open", "patient"),
-        *("please", "pull", "read", "see", "show", "the", "to", "up", "view"),
-        *("want", "what", "would", "you"),
-    )
-)
-_FHIR_ID = re.compile(r"^[A-Za-z0-9.-]{1,64}$")
+@dataclass(frozen=True)
+class Resolved:
+    patient_id: str
+    name: str
 
 
 def read_turn(messages: Sequence[Mapping[str, Any]]) -> Turn:
-    """The last user question and the tool results that answer the calls made since."""
+    """The last user question, the results of the calls made since, the context."""
     start = _last_question_index(messages)
     if start is None:
         return Turn(question="")
 
+    context = read_context(messages[:start])
     question = " ".join(_texts(messages[start]))
     names: dict[str, str] = {}
     outcomes: list[ToolOutcome] = []
@@ -114,44 +100,44 @@ def read_turn(messages: Sequence[Mapping[str, Any]]) -> Turn:
             if isinstance(block.get("toolResult"), dict):
                 result = block["toolResult"]
                 name = names.get(str(result.get("toolUseId")), "unknown")
-                outcomes.append(read_tool_result(name, result))
-    return Turn(question=question, outcomes=outcomes)
-
-
-def parse_intent(question: str) -> Intent:
-    """What the clinician asked for, from the words of the question alone."""
-    text = " ".join(question.split())
-    if not text:
-        return Unrecognised()
-
-    reference = _PATIENT_REF.search(text)
-    if reference:
-        return ChartById(reference.group(1))
-    if _ROSTER.search(text):
-        return Roster()
-
-    name = _named_patient(text)
-    if name is not None:
-        return ChartById(name) if _looks_like_id(name) else ChartByName(name)
-
-    bare = _UUID.search(text)
-    return ChartById(bare.group(0)) if bare else Unrecognised()
+                outcome = read_tool_result(name, result)
+                context.learn(outcome)
+                outcomes.append(outcome)
+    return Turn(question=question, outcomes=outcomes, context=context)
 
 
 def plan(turn: Turn, tools: Collection[str]) -> Step:
     """The next step for this turn, given the tools the agent offers."""
     refusal = next((o for o in turn.outcomes if not o.ok), None)
     if refusal is not None:
-        return Answer(answers.refused(refusal.text))
+        return Answer(answers.refused(refusal.text, write=refusal.name in WRITE_TOOLS))
 
     intent = parse_intent(turn.question)
     if isinstance(intent, Roster):
         return _plan_roster(turn, tools)
-    if isinstance(intent, ChartByName):
-        return _plan_chart_by_name(turn, tools, intent.name)
-    if isinstance(intent, ChartById):
-        return _plan_chart(turn, tools, intent.patient_id)
+    if isinstance(intent, FindPatient):
+        return _plan_find(turn, tools, intent.name)
+    if isinstance(intent, Chart | Labs | WriteNote | ChangeMedication):
+        resolved = _resolve(turn, tools, intent.subject)
+        if not isinstance(resolved, Resolved):
+            return resolved
+        return _plan_for_patient(turn, tools, intent, resolved)
     return Answer(answers.HELP)
+
+
+def _plan_for_patient(
+    turn: Turn,
+    tools: Collection[str],
+    intent: Chart | Labs | WriteNote | ChangeMedication,
+    patient: Resolved,
+) -> Step:
+    if isinstance(intent, Chart):
+        return _plan_chart(turn, tools, patient)
+    if isinstance(intent, Labs):
+        return _plan_labs(turn, tools, intent, patient)
+    if isinstance(intent, WriteNote):
+        return _plan_note(turn, tools, intent, patient)
+    return _plan_medication(turn, tools, intent, patient)
 
 
 def match_roster(patients: Sequence[Any], name: str) -> list[dict[str, Any]]:
@@ -163,14 +149,14 @@ def match_roster(patients: Sequence[Any], name: str) -> list[dict[str, Any]]:
     finds both Alda Carter and Carter Smith; the caller opens a chart only when
     exactly one entry matches.
     """
-    wanted = _name_tokens(name)
+    wanted = name_tokens(name)
     if not wanted:
         return []
     return [
         entry
         for entry in patients
         if isinstance(entry, dict)
-        and _name_matches(_name_tokens(entry.get("name")), wanted)
+        and _name_matches(name_tokens(entry.get("name")), wanted)
     ]
 
 
@@ -183,28 +169,151 @@ def _plan_roster(turn: Turn, tools: Collection[str]) -> Step:
     return Answer(answers.roster(roster.data))
 
 
-def _plan_chart_by_name(turn: Turn, tools: Collection[str], name: str) -> Step:
+def _plan_find(turn: Turn, tools: Collection[str], name: str) -> Step:
+    matches = _matches(turn, tools, name)
+    if not isinstance(matches, list):
+        return matches
+    return Answer(answers.found(name, matches))
+
+
+def _resolve(turn: Turn, tools: Collection[str], subject: Subject) -> Resolved | Step:
+    """The patient a subject names, or the step that finds out (or asks which)."""
+    if isinstance(subject, ById):
+        pid = subject.patient_id
+        return Resolved(pid, turn.context.name_of(pid) or f"Patient/{pid}")
+    if not isinstance(subject, ByName):
+        last = turn.context.last
+        if last is None:
+            return Answer(answers.WHICH_PATIENT)
+        return Resolved(last.id, last.name or f"Patient/{last.id}")
+
+    matches = _matches(turn, tools, subject.name)
+    if not isinstance(matches, list):
+        return matches
+    exact = [
+        m for m in matches if name_tokens(m.get("name")) == name_tokens(subject.name)
+    ]
+    matches = exact if len(exact) == 1 else matches
+    if not matches:
+        return Answer(answers.not_found(subject.name))
+    if len(matches) > 1:
+        return Answer(answers.ambiguous(subject.name, matches))
+    pid = str(matches[0].get("id"))
+    return Resolved(pid, str(matches[0].get("name") or f"Patient/{pid}"))
+
+
+def _matches(
+    turn: Turn, tools: Collection[str], name: str
+) -> list[dict[str, Any]] | Step:
+    """Care-team patients matching ``name``: ``find_patient``, else the roster."""
+    if len(name) > MAX_NAME:
+        return Answer(answers.not_found(name[:MAX_NAME]))
+    if FIND_PATIENT in tools:
+        found = turn.last(FIND_PATIENT)
+        if found is None:
+            return CallTool(FIND_PATIENT, {"name": name})
+        if found.data is None or not isinstance(found.data.get("matches"), list):
+            return Answer(answers.unreadable(FIND_PATIENT))
+        return [m for m in found.data["matches"] if isinstance(m, dict)]
+
     roster = turn.last(LIST_PATIENTS)
     if roster is None:
         return _call(tools, LIST_PATIENTS, {})
     if roster.data is None:
         return Answer(answers.unreadable(LIST_PATIENTS))
-
-    matches = match_roster(roster.data.get("patients", []), name)
-    if not matches:
-        return Answer(answers.not_found(name))
-    if len(matches) > 1:
-        return Answer(answers.ambiguous(name, matches))
-    return _plan_chart(turn, tools, str(matches[0].get("id")))
+    return match_roster(roster.data.get("patients", []), name)
 
 
-def _plan_chart(turn: Turn, tools: Collection[str], patient_id: str) -> Step:
+def _plan_chart(turn: Turn, tools: Collection[str], patient: Resolved) -> Step:
     record = turn.last(READ_RECORD)
     if record is None:
-        return _call(tools, READ_RECORD, {"patient_id": patient_id})
+        return _read_call(turn, tools, READ_RECORD, {"patient_id": patient.patient_id})
     if record.data is None:
         return Answer(answers.unreadable(READ_RECORD))
     return Answer(answers.chart(record.data))
+
+
+def _plan_labs(
+    turn: Turn, tools: Collection[str], intent: Labs, patient: Resolved
+) -> Step:
+    labs = turn.last(LAB_RESULTS)
+    if labs is not None:
+        if labs.data is None:
+            return Answer(answers.unreadable(LAB_RESULTS))
+        return Answer(answers.labs(labs.data, intent, patient.name))
+
+    arguments: dict[str, Any] = {"patient_id": patient.patient_id}
+    if intent.query.code is not None:
+        arguments |= {"code": intent.query.code, "limit": LAB_LIMIT}
+    else:
+        arguments["category"] = intent.query.category
+    if intent.since:
+        arguments["since"] = intent.since
+    if intent.until:
+        arguments["until"] = intent.until
+    return _read_call(turn, tools, LAB_RESULTS, arguments)
+
+
+def _plan_note(
+    turn: Turn, tools: Collection[str], intent: WriteNote, patient: Resolved
+) -> Step:
+    written = turn.last(WRITE_NOTE)
+    if written is not None:
+        if written.data is None:
+            return Answer(answers.unreadable(WRITE_NOTE))
+        return Answer(writes.note_written(written.data, patient.name))
+
+    arguments = {"patient_id": patient.patient_id, "text": intent.text}
+    step = _call(tools, WRITE_NOTE, arguments)
+    if isinstance(step, CallTool):
+        return CallTool(WRITE_NOTE, arguments, writes.consent_note(patient.name))
+    return step
+
+
+def _plan_medication(
+    turn: Turn, tools: Collection[str], intent: ChangeMedication, patient: Resolved
+) -> Step:
+    changed = turn.last(UPDATE_MEDICATION)
+    if changed is not None:
+        if changed.data is None:
+            return Answer(answers.unreadable(UPDATE_MEDICATION))
+        return Answer(writes.medication_changed(changed.data, patient.name))
+
+    chart = turn.last(READ_RECORD)
+    if chart is None:
+        return _read_call(turn, tools, READ_RECORD, {"patient_id": patient.patient_id})
+    if chart.data is None:
+        return Answer(answers.unreadable(READ_RECORD))
+
+    medications = chart.data.get("medications")
+    choice = writes.choose_medication(medications, intent, patient.name)
+    if isinstance(choice, str):
+        return Answer(choice)
+    arguments: dict[str, Any] = {
+        "patient_id": patient.patient_id,
+        "medication_request_id": str(choice.get("id")),
+    }
+    if intent.status:
+        arguments["status"] = intent.status
+    if intent.dosage:
+        arguments["dosage"] = intent.dosage
+    step = _call(tools, UPDATE_MEDICATION, arguments)
+    if isinstance(step, CallTool):
+        preface = writes.consent_medication(choice, intent, patient.name)
+        return CallTool(UPDATE_MEDICATION, arguments, preface)
+    return step
+
+
+def _read_call(
+    turn: Turn, tools: Collection[str], name: str, arguments: dict[str, Any]
+) -> Step:
+    """A read, announcing the step-up push when the patient is known restricted."""
+    step = _call(tools, name, arguments)
+    pid = str(arguments["patient_id"])
+    if isinstance(step, CallTool) and turn.context.is_sensitive(pid):
+        who = turn.context.name_of(pid) or f"Patient/{pid}"
+        return CallTool(name, arguments, answers.step_up_notice(who))
+    return step
 
 
 def _call(tools: Collection[str], name: str, arguments: dict[str, Any]) -> Step:
@@ -233,35 +342,6 @@ def _blocks(message: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def _texts(message: Mapping[str, Any]) -> list[str]:
     return [b["text"] for b in _blocks(message) if isinstance(b.get("text"), str)]
-
-
-def _named_patient(text: str) -> str | None:
-    found = _POSSESSIVE.search(text) or _OF_NAME.search(text)
-    if found is None:
-        return None
-
-    words = found.group("name").split()
-    while words and words[0].lower() in _FILLER:
-        words.pop(0)
-    while words and words[-1].lower() in _FILLER:
-        words.pop()
-    return " ".join(words) or None
-
-
-def _looks_like_id(name: str) -> bool:
-    return (
-        " " not in name
-        and bool(_FHIR_ID.match(name))
-        and any(c.isdigit() for c in name)
-    )
-
-
-def _name_tokens(name: object) -> list[str]:
-    if not isinstance(name, str):
-        return []
-    decomposed = unicodedata.normalize("NFKD", name)
-    plain = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
-    return re.sub(r"[^\w\s]|_", " ", plain).split()
 
 
 def _name_matches(full: list[str], wanted: list[str]) -> bool:

@@ -2,7 +2,9 @@
 
 A ``bedrock_agentcore.BedrockAgentCoreApp`` whose entrypoint validates the payload
 (``{"prompt": str}``), takes the clinician's token from the request headers and
-streams one fresh agent run as SSE frames (:mod:`trustloop.agent.invocation`).
+streams one fresh agent run as SSE frames (:mod:`trustloop.agent.invocation`), given
+the earlier turns of the same session and clinician
+(:mod:`trustloop.agent.sessions`).
 ``/ping`` is the SDK's: ``{"status": "Healthy", "time_of_last_update": <epoch s>}``.
 
 Where the clinician's token arrives (DESIGN.md, "Three identities"):
@@ -36,6 +38,7 @@ from bedrock_agentcore.runtime import (
 )
 
 from trustloop.agent.invocation import Frame, Invocation, UserToken
+from trustloop.agent.sessions import ConversationMemory
 from trustloop.audit.chain import AuditLog
 from trustloop.settings import Settings, bind_address
 
@@ -108,6 +111,7 @@ def create_app(settings: Settings | None = None) -> BedrockAgentCoreApp:
         )
 
     audit = AuditLog(settings.audit_dir / "runtime.jsonl", "runtime")
+    memory = ConversationMemory.for_settings(settings)
     app = BedrockAgentCoreApp(lifespan=_preload_agent_stack)
 
     @app.entrypoint
@@ -119,6 +123,7 @@ def create_app(settings: Settings | None = None) -> BedrockAgentCoreApp:
             audit,
             session_id=_short(context.session_id),
             request_id=_short(BedrockAgentCoreContext.get_request_id()),
+            memory=memory,
         )
         try:
             prompt = read_prompt(payload)

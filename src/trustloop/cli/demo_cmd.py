@@ -1,20 +1,26 @@
 """``trustloop demo``: a scripted clinician session through the whole chain.
 
 Starts a fresh local stack (its own state directory and free ports), loads the
-bundled Synthea patients, signs in as a demo clinician and asks three questions:
-the roster, a chart on the care team, and a chart outside it. Prints each answer,
-the OBO ``jti`` of every tool call and the audit trail of one of them.
+bundled Synthea patients, signs in as a demo clinician and holds one conversation
+(one session id, so "his chart" means the patient just discussed): the roster, a
+chart on the care team, a note added after the clinician's consent and read back,
+a medication put on hold after consent, a chart outside the care team (refused),
+a restricted patient's HbA1c results (step-up approved) and a restricted chart
+whose step-up is declined. A scripted device answers the pushes. Prints each
+answer, the OBO ``jti`` of every tool call and the audit trail of one of them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -24,7 +30,7 @@ from trustloop.audit.trace import trace
 from trustloop.cli.approve_cmd import answer_push
 from trustloop.cli.load_cmd import load_into
 from trustloop.cli.output import console, fail
-from trustloop.cli.session import Answer, ask, sign_in
+from trustloop.cli.session import Answer, ask, how_signed_in, sign_in
 from trustloop.cli.stack_cmd import start_and_report
 from trustloop.devstack.demo import CLINICIANS
 from trustloop.devstack.postgres import ClusterInfo, destroy_cluster
@@ -56,6 +62,23 @@ select p.name from clinical.patients p
 join clinical.care_team_members m on m.patient_id = p.id
 where m.clinician_sub = %s and p.sensitive order by p.name limit 1
 """
+# A care-team patient with HbA1c results (LOINC 4548-4).
+_WITH_HBA1C = """
+select p.name from clinical.patients p
+join clinical.care_team_members m on m.patient_id = p.id
+where m.clinician_sub = %s
+  and exists (select 1 from clinical.observations o
+              where o.patient_id = p.id and o.code = '4548-4')
+order by p.name limit 1
+"""
+_PATIENT = """
+select p.gender,
+       (select r.display from clinical.medication_requests r
+         where r.patient_id = p.id and r.resource->>'status' = 'active'
+         order by r.authored_on desc nulls last, r.id limit 1)
+from clinical.patients p where p.name = %s
+"""
+_NOTE = "Reviewed the home blood pressure log with the patient; continue the plan."
 
 
 def demo() -> None:
@@ -87,35 +110,56 @@ def _fresh_state(state_dir: Path) -> None:
 
 def _session(settings: Settings, cluster: ClusterInfo) -> None:
     clinician = CLINICIANS[0]
+    user = clinician.username
     on_team, off_team = _pick_patients(cluster, clinician.sub)
-    console.rule(f"signed in as {clinician.name} ({clinician.username})")
-    token = sign_in(settings, clinician.username)
-    questions = [
-        "list my patients",
-        f"show me {on_team}'s chart",
-        f"show me the chart of Patient/{off_team}",
-    ]
-    answers = [_ask(settings, token, q) for q in questions]
-    restricted = _restricted_patient(cluster, clinician.sub)
+    token = sign_in(settings, user)
+    how = how_signed_in(token)
+    console.rule(f"signed in as {clinician.name} ({user}) with {how}")
+    session = str(uuid.uuid4())  # one conversation: "his chart" is on_team's
+
+    def say(question: str, device: bool | None = None) -> Answer:
+        if device is None:
+            return _ask(settings, token, question, session)
+        with _device(settings, user, approve=device):
+            return _ask(settings, token, question, session)
+
+    say("list my patients")
+    chart = say(f"show me {on_team}'s chart")
+    _writes(cluster, on_team, say)
+    say(f"show me the chart of Patient/{off_team}")
+    with_labs = _one(cluster, _WITH_HBA1C, clinician.sub)
+    if with_labs is not None:
+        say(f"what were {with_labs}'s last HbA1c results?", device=True)
+    restricted = _one(cluster, _RESTRICTED, clinician.sub)
     if restricted is not None:
-        question = f"show me {restricted}'s chart"
-        for approve in (True, False):
-            with _device(settings, clinician.username, approve=approve):
-                _ask(settings, token, question)
-    chart_jtis = answers[1].jtis
-    if chart_jtis:
-        _show_trail(settings, cluster, chart_jtis[-1])
+        say(f"show me {restricted}'s chart", device=False)
+    if chart.jtis:
+        _show_trail(settings, cluster, chart.jtis[-1])
 
 
-def _restricted_patient(cluster: ClusterInfo, sub: str) -> str | None:
+def _writes(cluster: ClusterInfo, name: str, say: Callable[..., Answer]) -> None:
+    """A note after consent, read back; then one medication put on hold."""
     with psycopg.connect(cluster.admin_conninfo()) as conn:
-        row = conn.execute(_RESTRICTED, (sub,)).fetchone()
+        row = conn.execute(_PATIENT, (name,)).fetchone()
+    gender, medication = (row[0], row[1]) if row is not None else (None, None)
+    pronoun = {"male": "his", "female": "her"}.get(str(gender), "their")
+
+    say(f"add a note to {pronoun} chart: {_NOTE}", device=True)
+    say(f"show me {pronoun} chart")
+    drug = re.search(r"\b[A-Za-z]{4,}\b", str(medication or ""))
+    if drug is not None:
+        say(f"put {pronoun} {drug.group(0).lower()} on hold", device=True)
+
+
+def _one(cluster: ClusterInfo, sql: str, sub: str) -> str | None:
+    with psycopg.connect(cluster.admin_conninfo()) as conn:
+        row = conn.execute(sql, (sub,)).fetchone()
     return None if row is None else str(row[0])
 
 
 @contextlib.contextmanager
 def _device(settings: Settings, username: str, *, approve: bool) -> Iterator[None]:
-    """The clinician's phone: answers the step-up push when it arrives."""
+    """The clinician's phone: answers the push (step-up or consent) when it comes."""
     done = threading.Event()
 
     def answer() -> None:
@@ -149,9 +193,9 @@ def _pick_patients(cluster: ClusterInfo, sub: str) -> tuple[str, str]:
     return str(on_team[1]), str(off_team[0])
 
 
-def _ask(settings: Settings, token: str, question: str) -> Answer:
-    console.print(f"\n[bold cyan]> {question}[/]")
-    answer = ask(settings, token, question, on_text=_print_chunk)
+def _ask(settings: Settings, token: str, question: str, session: str) -> Answer:
+    console.print(f"\n[bold cyan]> {question}[/]", markup=True, highlight=False)
+    answer = ask(settings, token, question, session_id=session, on_text=_print_chunk)
     console.print()
     for tool in answer.tools:
         console.print(
