@@ -18,7 +18,7 @@ DOWN_TIMEOUT_S = 30.0
 
 
 def up() -> None:
-    """Start PostgreSQL, SPIFFE, IdP, Vault, MCP server and runtime; Ctrl-C stops."""
+    """Start PostgreSQL, SPIFFE, IdP, Vault, MCP server, runtime and web app."""
     settings = Settings()
     require_local(settings, "the local stack")
     stack = Stack(settings)
@@ -29,6 +29,7 @@ def up() -> None:
     try:
         start_and_report(stack)
         load_samples_if_empty(stack)
+        print_sign_in(stack.settings)
         console.print("[bold green]ready[/] - Ctrl-C stops every part")
         stopping.wait()
     except KeyboardInterrupt:
@@ -63,6 +64,47 @@ def start_and_report(stack: Stack) -> None:
     """Start ``stack`` and print where each part listens as it becomes ready."""
     console.print(f"starting the local stack in {stack.settings.state_dir}/")
     stack.start(on_ready=lambda name, where: console.print(f"  ✓ {name:<8} {where}"))
+
+
+def print_sign_in(settings: Settings) -> None:
+    """Where to open the app and how the demo clinicians sign in (local only).
+
+    Passwords stay in the 0600 users file; each clinician's TOTP secret is shown
+    as an ``otpauth://`` URI, the enrolment an authenticator app reads.
+    """
+    console.print(f"\nopen [bold]{settings.app_url}[/] and sign in")
+    if settings.profile != "local":
+        return
+    from trustloop.devstack.demo import CLINICIANS
+    from trustloop.devstack.idp.users import users_file
+
+    path = users_file(settings.state_dir)
+    console.print(f"demo clinicians (dev-only; passwords and TOTP secrets in {path}):")
+    for clinician in CLINICIANS:
+        label = f"  {clinician.username:<8} {clinician.name} ({clinician.role})"
+        console.print(label, highlight=False)
+        uri = _otpauth_uri(settings, clinician.username)
+        if uri is not None:
+            console.print(f"           TOTP: {uri}", highlight=False, soft_wrap=True)
+    console.print(
+        'a current code: .venv/bin/python -c "import pyotp,sys; '
+        "print(pyotp.parse_uri(sys.argv[1]).now())\" '<otpauth URI>'",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _otpauth_uri(settings: Settings, username: str) -> str | None:
+    import pyotp
+
+    from trustloop.devstack.idp.users import DemoUsersFileError, demo_totp
+
+    try:
+        secret = demo_totp(settings.state_dir, username)
+    except (DemoUsersFileError, KeyError):
+        return None
+    totp = pyotp.TOTP(secret)
+    return totp.provisioning_uri(name=username, issuer_name="trustloop local")
 
 
 def down() -> None:

@@ -1,9 +1,10 @@
 """The process supervisor behind ``trustloop up``, ``trustloop demo`` and the e2e tests.
 
 Starts PostgreSQL, then the SPIFFE Workload API, the IdP, the Vault stand-in, the MCP
-server and the agent runtime, each as its own process, waiting until each answers
-before starting the next. The supervisor is also the SPIFFE attestor: it hands each
-workload its own Workload API socket. Stopping is the reverse order, SIGTERM first.
+server, the agent runtime and the clinician's web app, each as its own process,
+waiting until each answers before starting the next. The supervisor is also the
+SPIFFE attestor: it hands each workload its own Workload API socket. Stopping is the
+reverse order, SIGTERM first.
 
 Errors: :class:`StackError` (a part did not start; the message names it and quotes
 the tail of its log).
@@ -70,7 +71,7 @@ class Stack:
     @classmethod
     def on_free_ports(cls, state_dir: Path, **overrides: object) -> Stack:
         """A stack whose servers all listen on free loopback ports (tests, demos)."""
-        ports = [free_port() for _ in range(5)]
+        ports = [free_port() for _ in range(6)]
         settings = Settings(
             state_dir=state_dir.resolve(),
             idp_url=f"http://127.0.0.1:{ports[0]}",
@@ -78,6 +79,7 @@ class Stack:
             vault_addr=f"http://127.0.0.1:{ports[2]}",
             mcp_url=f"http://127.0.0.1:{ports[3]}/mcp",
             runtime_url=f"http://127.0.0.1:{ports[4]}",
+            app_url=f"http://127.0.0.1:{ports[5]}",
             **overrides,  # type: ignore[arg-type]
         )
         return cls(settings)
@@ -96,6 +98,8 @@ class Stack:
             TRUSTLOOP_VAULT_ADDR=s.vault_addr,
             TRUSTLOOP_MCP_URL=s.mcp_url,
             TRUSTLOOP_RUNTIME_URL=s.runtime_url,
+            TRUSTLOOP_APP_URL=s.app_url,
+            TRUSTLOOP_APP_INVOKE_MODE=s.app_invoke_mode,
             TRUSTLOOP_PG_HOST=s.pg_host,
             TRUSTLOOP_PG_PORT=str(self.cluster.port if self.cluster else s.pg_port),
             TRUSTLOOP_PG_DBNAME=s.pg_dbname,
@@ -153,6 +157,13 @@ class Stack:
                 f"{s.runtime_url}/invocations",
                 bind_address(s.runtime_url)[1],
                 lambda: http_ok(f"{s.runtime_url}/ping"),
+            ),
+            Part(
+                "app",
+                "trustloop.app",
+                s.app_url,
+                bind_address(s.app_url)[1],
+                lambda: http_ok(f"{s.app_url}/healthz"),
             ),
         ]
 
