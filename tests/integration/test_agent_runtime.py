@@ -316,12 +316,16 @@ def test_chart_question_streams_tool_frames_text_and_done(
             "name": "list_my_patients",
             "status": "success",
             "obo_jti": roster_jti(f"Bearer {token}"),
+            "patient_id": None,
+            "error_code": None,
         },
         {
             "type": "tool",
             "name": "read_patient_record",
             "status": "success",
             "obo_jti": "jti-chart",
+            "patient_id": ALDA_ID,
+            "error_code": None,
         },
     ]
     assert "Chart for Alda Carter" in answer_text(frames)
@@ -469,6 +473,8 @@ def test_denial_is_relayed_once_and_not_retried(runtime: Runtime, token: str) ->
         "name": "read_patient_record",
         "status": "error",
         "obo_jti": None,
+        "patient_id": DENIED_ID,
+        "error_code": "access_denied",
     }
     assert "access_denied: Patient/" in answer_text(frames)
     assert frames[-1] == {"type": "done"}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -62,6 +63,7 @@ class Tally:
     model_calls: int = 0
     tool_calls: list[dict[str, str | None]] = field(default_factory=list)
     _tool_names: dict[str, str] = field(default_factory=dict)
+    _tool_patients: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def obo_jtis(self) -> list[str]:
@@ -88,7 +90,9 @@ class Tally:
             for block in blocks:
                 use = block.get("toolUse")
                 if isinstance(use, dict):
-                    self._tool_names[str(use.get("toolUseId"))] = str(use.get("name"))
+                    use_id = str(use.get("toolUseId"))
+                    self._tool_names[use_id] = str(use.get("name"))
+                    self._tool_patients[use_id] = _patient_id(use.get("input"))
             return
 
         for block in blocks:
@@ -103,7 +107,33 @@ class Tally:
                 "obo_jti": outcome.obo_jti,
             }
             self.tool_calls.append(call)
-            yield {"type": "tool", **call}
+            # For the app's activity panel: ids and an error code, never content.
+            use_id = str(result.get("toolUseId"))
+            yield {
+                "type": "tool",
+                **call,
+                "patient_id": self._tool_patients.get(use_id),
+                "error_code": None if outcome.ok else _error_code(outcome.text),
+            }
+
+
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+_ERROR_CODE = re.compile(r"([a-z_]{3,40}):")
+
+
+def _patient_id(tool_input: object) -> str | None:
+    """The call's ``patient_id`` argument, when it is a well-formed FHIR id."""
+    if not isinstance(tool_input, dict):
+        return None
+    value = tool_input.get("patient_id")
+    return value if isinstance(value, str) and _FHIR_ID.fullmatch(value) else None
+
+
+def _error_code(text: str) -> str:
+    """The OAuth error code a refusal starts with (docs/contracts.md), else a
+    generic ``server_error``."""
+    found = _ERROR_CODE.match(text)
+    return found.group(1) if found else "server_error"
 
 
 @dataclass(frozen=True)
