@@ -5,8 +5,8 @@ bundled Synthea patients, signs in as a demo clinician and holds one conversatio
 (one session id, so "his chart" means the patient just discussed): the roster, a
 chart on the care team, a note added after the clinician's consent and read back,
 a medication put on hold after consent, a chart outside the care team (refused),
-a restricted patient's HbA1c results (step-up approved) and a restricted chart
-whose step-up is declined. A scripted device answers the pushes. Prints each
+a restricted patient's HbA1c results and chart (step-up approved), and the same
+chart again, whose step-up is declined. A scripted device answers the pushes. Prints each
 answer, the OBO ``jti`` of every tool call and the audit trail of one of them.
 """
 
@@ -132,6 +132,8 @@ def _session(settings: Settings, cluster: ClusterInfo) -> None:
         say(f"what were {with_labs}'s last HbA1c results?", device=True)
     restricted = _one(cluster, _RESTRICTED, clinician.sub)
     if restricted is not None:
+        # Each call is its own step-up: approved once, then declined.
+        say(f"show me {restricted}'s chart", device=True)
         say(f"show me {restricted}'s chart", device=False)
     if chart.jtis:
         _show_trail(settings, cluster, chart.jtis[-1])
