@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING
 
 import pytest
+from processkit import wait_for_line
 
 from trustloop.devstack.postgres import stop_cluster
 from trustloop.devstack.stack import Stack, http_ok
@@ -19,20 +20,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 pytestmark = pytest.mark.e2e
-
-
-def _wait_for_line(process: subprocess.Popen[str], needle: str, timeout: float) -> str:
-    assert process.stdout is not None
-    seen = ""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line and process.poll() is not None:
-            break
-        seen += line
-        if needle in line:
-            return seen
-    raise AssertionError(f"{needle!r} never printed; output so far:\n{seen}")
 
 
 def _port_open(port: int) -> bool:
@@ -65,7 +52,7 @@ def test_up_serves_questions_and_ctrl_c_stops_every_part(
         text=True,
     )
     try:
-        output = _wait_for_line(up, "ready", timeout=90)
+        output = wait_for_line(up, "ready", timeout=90)
         for part in ("postgres", "spire", "idp", "vault", "mcp", "runtime"):
             assert f"✓ {part}" in output
         assert "loaded" in output  # first start loads the bundled samples
@@ -101,7 +88,7 @@ def _start_up(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    return up, _wait_for_line(up, "ready", timeout=90)
+    return up, wait_for_line(up, "ready", timeout=90)
 
 
 def _http_parts_down(stack: Stack, timeout: float = 15.0) -> bool:

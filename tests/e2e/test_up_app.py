@@ -5,11 +5,11 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from typing import TYPE_CHECKING
 
 import pyotp
 import pytest
+from processkit import wait_for_line
 
 from trustloop.devstack.idp.users import demo_totp
 from trustloop.devstack.stack import Stack, http_ok
@@ -19,20 +19,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 pytestmark = pytest.mark.e2e
-
-
-def _read_until(process: subprocess.Popen[str], needle: str, timeout: float) -> str:
-    assert process.stdout is not None
-    seen = ""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line and process.poll() is not None:
-            break
-        seen += line
-        if needle in line:
-            return seen
-    raise AssertionError(f"{needle!r} never printed; output so far:\n{seen}")
 
 
 def test_up_serves_the_app_and_prints_its_url_and_the_demo_sign_in(
@@ -48,7 +34,7 @@ def test_up_serves_the_app_and_prints_its_url_and_the_demo_sign_in(
         text=True,
     )
     try:
-        output = _read_until(up, "ready", timeout=90)
+        output = wait_for_line(up, "ready", timeout=90)
 
         assert f"✓ app      {s.app_url}" in output
         assert f"open {s.app_url} and sign in" in output
