@@ -476,6 +476,7 @@ async def test_the_change_is_audited_by_its_digest_never_its_text(
 
     (started,) = [e for e in world.audit_events() if e["event"] == "step_up_started"]
     assert started["change_sha256"] == NOTE.change_sha256
+    assert started["requires"] == ["consent"]
     assert NOTE_TEXT not in world.audit_text
 
 

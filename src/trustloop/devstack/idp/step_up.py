@@ -248,6 +248,7 @@ class StepUp:
             transaction_id=push.id,
             sub=push.sub,
             actor=push.actor,
+            requires=push.requires,
             change_sha256=details[0].get("change_sha256"),
         )
         if self._auto != "off":  # dev-only; Settings refuses it outside local
@@ -289,7 +290,13 @@ class StepUp:
             if approve:
                 push.assertion = self._assertion(push)
         event = "step_up_approved" if approve else "step_up_denied"
-        self._audit.append(event, transaction_id=push.id, sub=sub, actor=push.actor)
+        self._audit.append(
+            event,
+            transaction_id=push.id,
+            sub=sub,
+            actor=push.actor,
+            requires=push.requires,
+        )
         log.info(event, transaction_id=push.id, sub=sub)
         return push
 
@@ -301,7 +308,10 @@ class StepUp:
                 push.state = "EXPIRED"
         if expired:
             self._audit.append(
-                "step_up_timed_out", transaction_id=push.id, sub=push.sub
+                "step_up_timed_out",
+                transaction_id=push.id,
+                sub=push.sub,
+                requires=push.requires,
             )
             log.info("step_up_timed_out", transaction_id=push.id, sub=push.sub)
         return push
