@@ -1,7 +1,10 @@
 """The four-step rhythm every tool call runs (DESIGN.md, "the four-step rhythm").
 
 1. **Introspect** the clinician's token at the IdP (RFC 7662), authenticating with a
-   JWT-SVID client assertion (RFC 7523 §2.2). Inactive: "sign in again".
+   JWT-SVID client assertion (RFC 7523 §2.2). Inactive: "sign in again". Once per
+   tool call: when the MCP server's bearer check already introspected this token
+   for this very request, that answer is used (once) instead of asking again
+   (``introspected``); nothing is cached across requests or calls.
 2. **Exchange** it (RFC 8693) for a 60-second on-behalf-of (OBO) token:
    ``subject_token`` = the clinician's token, ``actor_token`` = our JWT-SVID,
    ``audience`` = Vault, ``authorization_details`` (RFC 9396) = one resource, one
@@ -41,7 +44,12 @@ import psycopg
 import structlog
 
 from trustloop.audit.chain import AuditWriteError
-from trustloop.identity.oauth import IdpUnavailableError, MfaChallengeError, OAuthError
+from trustloop.identity.oauth import (
+    IdpUnavailableError,
+    Introspection,
+    MfaChallengeError,
+    OAuthError,
+)
 from trustloop.identity.rar import AuthorizationDetail
 from trustloop.identity.spiffe import WorkloadApiError
 from trustloop.identity.step_up import StepUpDeniedError, StepUpTimedOutError
@@ -73,6 +81,19 @@ ErrorCode = Literal[
 # The detail to ask for, or how to build it from the introspected ``sub``.
 DetailFor = AuthorizationDetail | Callable[[str], AuthorizationDetail]
 
+
+@dataclass(frozen=True)
+class Introspected:
+    """An RFC 7662 answer got for the request being served, and what it cost."""
+
+    answer: Introspection
+    elapsed_ms: float
+
+
+# The answer the bearer check got for ``token`` in this same request, handed out
+# at most once; None: introspect now.
+IntrospectedFor = Callable[[str], Introspected | None]
+
 CLEANUP_TIMEOUT_S = 10.0
 
 log = structlog.get_logger(__name__)
@@ -96,7 +117,14 @@ def sign_in_again() -> ToolCallError:
 
 @dataclass
 class CallRecord:
-    """Everything the MCP audit line says about one call: ids, never secrets."""
+    """Everything the MCP audit line says about one call: ids, never secrets.
+
+    ``timings_ms`` has one entry per step (``introspect``, ``exchange``, ``lease``,
+    ``connect``, ``query``, ``close``, ``revoke``) and parts of steps, already
+    counted in their step: ``svid`` (the JWT-SVIDs of the exchange), ``mint``
+    (Vault's credential answer) and ``vault_login`` (only when the client token
+    was renewed), both within ``lease``.
+    """
 
     tool: str
     jti: str | None = None
@@ -121,8 +149,10 @@ class CallRecord:
         try:
             yield
         finally:
-            elapsed = (time.perf_counter() - started) * 1000
-            self.timings_ms[step] = round(self.timings_ms.get(step, 0.0) + elapsed, 3)
+            self.add_time(step, (time.perf_counter() - started) * 1000)
+
+    def add_time(self, step: str, elapsed_ms: float) -> None:
+        self.timings_ms[step] = round(self.timings_ms.get(step, 0.0) + elapsed_ms, 3)
 
 
 @dataclass(frozen=True)
@@ -160,6 +190,7 @@ class Rhythm:
         resource: str,
         cleanup_timeout_s: float = CLEANUP_TIMEOUT_S,
         step_up: StepUpFlow | None = None,
+        introspected: IntrospectedFor | None = None,
     ) -> None:
         if not (issuer and vault_audience and resource):
             raise ValueError("the rhythm needs an issuer, a Vault audience, a resource")
@@ -173,6 +204,7 @@ class Rhythm:
         self._resource = resource
         self._cleanup_timeout_s = cleanup_timeout_s
         self._step_up = step_up
+        self._introspected = introspected
 
     @asynccontextmanager
     async def call(
@@ -240,13 +272,23 @@ class Rhythm:
             await self._revoke(lease, record)
 
     async def _introspect(self, user_token: str, record: CallRecord) -> str:
-        """Step 1, RFC 7662 §2.2: anything but an active token for us is refused."""
+        """Step 1, RFC 7662 §2.2: anything but an active token for us is refused.
+
+        The bearer check's answer for this same request counts as this call's
+        introspection (its time is recorded as the step's); it is handed out once.
+        """
+        prior = self._introspected(user_token) if self._introspected else None
         with record.timed("introspect"):
             assertion = await self._svids.afetch_jwt_svid(self._issuer)
             record.actor = assertion.spiffe_id
-            found = await self._idp.introspect(
-                user_token, client_assertion=assertion.token
-            )
+            if prior is None:
+                found = await self._idp.introspect(
+                    user_token, client_assertion=assertion.token
+                )
+            else:
+                found = prior.answer
+        if prior is not None:
+            record.add_time("introspect", prior.elapsed_ms)
 
         if not found.active or not found.sub:
             raise sign_in_again()
@@ -271,8 +313,9 @@ class Rhythm:
         with record.timed("exchange"):
             # The IdP accepts an actor_token once (its jti); the client assertion
             # may be the cached SVID (RFC 7523 §3: replay checks are optional).
-            assertion = await self._svids.afetch_jwt_svid(self._issuer)
-            actor = await self._svids.afetch_fresh_jwt_svid(self._issuer)
+            with record.timed("svid"):
+                assertion = await self._svids.afetch_jwt_svid(self._issuer)
+                actor = await self._svids.afetch_fresh_jwt_svid(self._issuer)
             try:
                 obo = await self._idp.exchange(
                     subject_token=user_token,
@@ -338,9 +381,11 @@ class Rhythm:
         """Step 3: Vault JWT login with our SVID, then the OBO token for a login."""
         with record.timed("lease"):
             if self._vault.needs_login():
-                svid = await self._svids.afetch_jwt_svid(self._vault_audience)
-                await anyio.to_thread.run_sync(self._vault.login, svid.token)
-            lease = await anyio.to_thread.run_sync(self._vault.issue, obo_token)
+                with record.timed("vault_login"):
+                    svid = await self._svids.afetch_jwt_svid(self._vault_audience)
+                    await anyio.to_thread.run_sync(self._vault.login, svid.token)
+            with record.timed("mint"):
+                lease = await anyio.to_thread.run_sync(self._vault.issue, obo_token)
 
         record.lease_id, record.role = lease.lease_id, lease.username
         return lease

@@ -8,6 +8,12 @@ assertion) and accepts it only if it is active and its ``aud`` names this server
 A rejected token makes mcp answer 401 with ``WWW-Authenticate`` (RFC 6750 §3) and
 the protected resource metadata URL (RFC 9728 §5.1).
 
+The answer rides on the verified token (:class:`VerifiedToken`, held by mcp for
+this request only) so that the tool call of the same request uses it as its
+rhythm's step 1 instead of introspecting the same token again; it is handed out
+once (:meth:`VerifiedToken.take_introspection`), so every tool call still has an
+introspection of its own and nothing is cached across requests.
+
 Exceptions::
 
     VerifierUnavailableError   the IdP or the Workload API could not answer;
@@ -19,13 +25,15 @@ Exceptions::
 from __future__ import annotations
 
 import json
+import time
 from typing import TYPE_CHECKING
 
 import structlog
 from mcp.server.auth.provider import AccessToken
+from pydantic import PrivateAttr
 
-from trustloop.identity.oauth import IdpUnavailableError, OAuthError
-from trustloop.identity.rhythm import audiences
+from trustloop.identity.oauth import IdpUnavailableError, Introspection, OAuthError
+from trustloop.identity.rhythm import Introspected, audiences
 from trustloop.identity.spiffe import WorkloadApiError
 
 if TYPE_CHECKING:
@@ -40,6 +48,22 @@ log = structlog.get_logger(__name__)
 
 class VerifierUnavailableError(Exception):
     """The token could not be checked right now; the caller may retry."""
+
+
+class VerifiedToken(AccessToken):
+    """mcp's ``AccessToken`` plus the introspection answer it was verified with."""
+
+    _introspected: Introspected | None = PrivateAttr(default=None)
+
+    def hold(self, found: Introspection, elapsed_ms: float) -> VerifiedToken:
+        """Keep ``found`` (what verified this token) for this request's tool call."""
+        self._introspected = Introspected(found, elapsed_ms)
+        return self
+
+    def take_introspection(self) -> Introspected | None:
+        """The answer for this request's first tool call; None ever after."""
+        taken, self._introspected = self._introspected, None
+        return taken
 
 
 class IntrospectionVerifier:
@@ -57,6 +81,7 @@ class IntrospectionVerifier:
 
     async def verify_token(self, token: str) -> AccessToken | None:
         """The verified token, or None (mcp answers 401) if it is not for us."""
+        started = time.perf_counter()
         try:
             svid = await self._svids.afetch_jwt_svid(self._issuer)
             found = await self._idp.introspect(token, client_assertion=svid.token)
@@ -72,7 +97,8 @@ class IntrospectionVerifier:
         if self._resource not in audiences(found.aud):
             log.info("token_audience_rejected", jti=found.jti)
             return None
-        return AccessToken(
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        return VerifiedToken(
             token=token,
             client_id=found.client_id or "",
             scopes=(found.scope or "").split(),
@@ -80,7 +106,7 @@ class IntrospectionVerifier:
             resource=self._resource,
             subject=found.sub,
             claims={"iss": self._issuer, "jti": found.jti},
-        )
+        ).hold(found, elapsed_ms)
 
 
 class UnavailableMiddleware:

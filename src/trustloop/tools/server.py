@@ -31,6 +31,7 @@ from trustloop.identity.types import PgConnector
 from trustloop.identity.vault import VaultLeaseClient
 from trustloop.settings import bind_address
 from trustloop.tools.auth import IntrospectionVerifier, UnavailableMiddleware
+from trustloop.tools.caller import request_introspection
 from trustloop.tools.catalog import ClinicalTools, mcp_tools
 
 if TYPE_CHECKING:
@@ -111,6 +112,7 @@ def wire_app(
         vault_audience=settings.vault_audience,
         resource=settings.mcp_resource,
         step_up=step_up,
+        introspected=request_introspection,
     )
     verifier = IntrospectionVerifier(
         idp, svids, issuer=settings.idp_issuer, resource=settings.mcp_resource
