@@ -13,6 +13,7 @@ import sys
 
 import structlog
 import uvicorn
+import uvloop
 
 from trustloop.devstack.idp.admin import (
     admin_socket,
@@ -28,6 +29,10 @@ from trustloop.devstack.idp.directory import (
 from trustloop.devstack.idp.policy import PolicyFileError
 from trustloop.logging import configure
 from trustloop.settings import Settings, bind_address, require_local
+
+# Longer than any client's idle keep-alive (httpx: 5 s), so a client never
+# reuses a connection the server is closing at that moment.
+KEEP_ALIVE_S = 75
 
 
 def main() -> None:
@@ -47,7 +52,8 @@ def main() -> None:
     host, port = bind_address(settings.idp_url)
     log.info("idp_starting", issuer=settings.idp_issuer, host=host, port=port)
     try:
-        asyncio.run(
+        # uvloop and httptools (C): the IdP's CPU per tool call, docs/performance.md.
+        uvloop.run(
             _serve(_config(app, host=host, port=port), _config(admin), admin_sock)
         )
     finally:
@@ -62,6 +68,8 @@ def _config(app: object, **where: object) -> uvicorn.Config:
         log_config=None,  # keep trustloop.logging's JSON lines
         log_level="warning",
         access_log=False,
+        http="httptools",
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
 
 

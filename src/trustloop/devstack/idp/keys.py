@@ -60,6 +60,9 @@ class SigningKeys:
         self._active = _new_key()
         self._next = _new_key()
         self._retired: list[_Retired] = []
+        # Public halves by kid, made once per key: importing a JWK costs more
+        # than the signature check it serves (docs/performance.md).
+        self._public: dict[str, ECKey] = {}
 
     @property
     def active_kid(self) -> str:
@@ -92,7 +95,18 @@ class SigningKeys:
             now = self._clock()
             self._retired = [r for r in self._retired if r.until > now]
             keys = [self._active, self._next, *(r.key for r in self._retired)]
-        return [ECKey.import_key(_public_jwk(key)) for key in keys]
+            public = [self._public_of(key) for key in keys]
+            kids = {str(key.kid) for key in keys}
+            self._public = {k: v for k, v in self._public.items() if k in kids}
+        return public
+
+    def _public_of(self, key: ECKey) -> ECKey:
+        kid = str(key.kid)
+        public = self._public.get(kid)
+        if public is None:
+            public = ECKey.import_key(_public_jwk(key))
+            self._public[kid] = public
+        return public
 
     def jwks(self) -> dict[str, Any]:
         """The JWKS document served at ``/oauth2/jwks`` (RFC 7517 §5)."""

@@ -15,6 +15,7 @@ LEASE_ENGINE_ROLE = "trustloop_lease_engine"
 # Vault's JWT auth ``jwks_url``, when the IdP's keys are served elsewhere than
 # ``<idp_url>/oauth2/jwks`` (the fault tests put a switchable proxy there).
 IDP_JWKS_URL_ENV = "TRUSTLOOP_VAULT_IDP_JWKS_URL"
+KEEP_ALIVE_S = 75
 
 
 def main() -> None:
@@ -34,6 +35,12 @@ def main() -> None:
         log_config=None,
         log_level="warning",
         access_log=False,
+        # uvloop and httptools (C): Vault's CPU per tool call, docs/performance.md.
+        loop="uvloop",
+        http="httptools",
+        # hvac's requests session keeps idle connections without a limit: the
+        # server holds them long, so a reuse seldom races the server's close.
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
 
 

@@ -36,6 +36,11 @@ from trustloop.devstack.vault.verify_rar import OboVerifier, VerifyRarEngine
 from trustloop.settings import Settings
 
 POLICIES = ("verify-rar-clinical",)
+# Idle lease-engine connections kept: enough for a mint and a revoke per call of
+# 16 concurrent clinicians, so a busy stack does not open (fork) a PostgreSQL
+# backend per mint; bench/load.py measured the difference (docs/performance.md).
+POOL_IDLE = 16
+OBO_KEYS_MIN_REFRESH_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,7 @@ def _parts(
 ) -> VaultParts:
     key = load_hmac_key(settings.state_dir / "vault" / "audit-hmac.key")
     audit = AuditDevice(AuditLog(settings.audit_dir / "vault.jsonl", "vault"), key)
-    pool = ConnectionPool(conninfo)
+    pool = ConnectionPool(conninfo, max_idle=POOL_IDLE)
     engine = LeaseEngine(pool, clock=clock)
     leases = LeaseTable()
     reaper = Reaper(engine, leases, audit, interval_s=reap_interval_s, clock=clock)
@@ -136,7 +141,13 @@ def _jwt_auth(settings: Settings, tokens: TokenStore, clock: Clock) -> JwtAuth:
 def _obo_verifier(
     settings: Settings, clock: Clock, jwks_url: str | None
 ) -> OboVerifier:
-    keys = JwksCache(jwks_url or settings.idp_url.rstrip("/") + "/oauth2/jwks")
+    # An unknown kid refetches at most once a second: a stand-in IdP restarted
+    # twice within the default 5 s (faster since docs/performance.md's work) had
+    # its new keys refused until the window passed.
+    keys = JwksCache(
+        jwks_url or settings.idp_url.rstrip("/") + "/oauth2/jwks",
+        min_refresh_s=OBO_KEYS_MIN_REFRESH_S,
+    )
     return OboVerifier(
         keys,
         issuer=settings.idp_issuer,
