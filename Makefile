@@ -32,8 +32,9 @@ lint: setup
 
 # Prints figures (docs/performance.md); bounded, loopback only, never fails the build.
 bench: setup
-	$(BIN)/python bench/rhythm.py 40
-	$(BIN)/python bench/load.py --clinicians 16 --questions 12 --max-seconds 240
+	$(BIN)/python bench/rhythm.py 200
+	$(BIN)/python bench/load.py --direct --clinicians 16 --calls 24 --max-seconds 240
+	$(BIN)/python bench/load.py --clinicians 16 --calls 24 --max-seconds 240
 
 clean:
 	@if [ -x $(BIN)/trustloop ]; then \

@@ -6,17 +6,22 @@
   same chart, close, terminate its sessions and drop it.
 - **pooled**: one standing connection that stays open, reading the same chart: what
   a conventional service account with a connection pool would pay.
+
+And the cost of one audit line (:func:`audit_append`), which the MCP server's
+``timings_ms`` cannot hold: the line is written after them.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
 
+from trustloop.audit.chain import AuditLog
 from trustloop.records import queries
 
 if TYPE_CHECKING:
@@ -98,4 +103,18 @@ def pooled(cluster: ClusterInfo, patient_id: str, n: int) -> list[float]:
         with psycopg.connect(admin_info, autocommit=True) as admin:
             admin.execute("delete from access.grants where role_name = %s", (role,))
             admin.execute(sql.SQL("drop role {}").format(sql.Identifier(role)))
+    return times
+
+
+def audit_append(directory: Path, n: int) -> list[float]:
+    """Milliseconds per hash-chained audit line like the MCP server's ``tool_call``."""
+    log = AuditLog(directory / "mcp.jsonl", "mcp")
+    timings = {"introspect": 3.1, "exchange": 7.2, "lease": 12.5, "connect": 6.0}
+    times = []
+    for i in range(n):
+        started = time.perf_counter()
+        log.append(
+            "tool_call", tool="read_patient_record", jti=f"{i:032x}", timings_ms=timings
+        )
+        times.append((time.perf_counter() - started) * 1000)
     return times
