@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from trustloop.audit.anchor import SLOT_BYTES, anchor_path, read_anchor
 from trustloop.audit.chain import (
     GENESIS,
     AuditLog,
     AuditWriteError,
-    anchor_path,
     line_hash,
     verify_chain,
 )
@@ -130,7 +130,34 @@ def test_the_anchor_counts_lines_across_reopened_logs(tmp_path: Path) -> None:
     _write_three(path)
     AuditLog(path, "test").append("later")
 
-    anchor = json.loads(anchor_path(path).read_text())
+    anchor = read_anchor(path)
 
-    assert anchor["lines"] == 4
-    assert anchor["last_hash"] == line_hash(path.read_bytes().splitlines()[-1])
+    assert anchor is not None
+    assert anchor.lines == 4
+    assert anchor.last_hash == line_hash(path.read_bytes().splitlines()[-1])
+
+
+def test_a_torn_anchor_slot_falls_back_to_the_other_one(tmp_path: Path) -> None:
+    """A crash mid-write spoils one slot; the previous count still anchors."""
+    path = tmp_path / "a.jsonl"
+    _write_three(path)  # the last write (3 lines) went to slot 1
+    raw = bytearray(anchor_path(path).read_bytes())
+    raw[SLOT_BYTES + 20] ^= 0x01
+
+    anchor_path(path).write_bytes(bytes(raw))
+
+    anchor = read_anchor(path)
+    assert anchor is not None
+    assert anchor.lines == 2
+    assert verify_chain(path) is None
+
+
+def test_a_missing_anchor_fails_verification(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    _write_three(path)
+    anchor_path(path).unlink()
+
+    broken = verify_chain(path)
+
+    assert broken is not None
+    assert broken.reason == "its anchor file is missing"

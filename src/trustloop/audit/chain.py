@@ -9,13 +9,13 @@ If a line cannot be written the write raises :class:`AuditWriteError`; callers t
 must not act without a record (Vault's rule) fail the request.
 
 The chain alone cannot see lines cut off the end of a file: after each append the
-writer also replaces ``<file>.anchor`` (line count and last hash, written to a
-temporary file and renamed, so it is never half-written). :func:`verify_chain`
-reads the anchor first, then the file: a file shorter than its anchor, or whose
-line at the anchor's count hashes differently, is broken. Lines after the anchor
-are accepted when they chain (a writer appended between the two reads). An
-attacker who can rewrite both the file and its anchor defeats this; ship the
-anchor (or each line) to a SIEM to close that.
+writer also updates ``<file>.anchor`` (line count and last hash,
+:mod:`trustloop.audit.anchor`). :func:`verify_chain` reads the anchor first, then
+the file: a file shorter than its anchor, or whose line at the anchor's count
+hashes differently, is broken, and so is a non-empty file without its anchor.
+Lines after the anchor are accepted when they chain (a writer appended between the
+two reads). An attacker who can rewrite both the file and its anchor defeats this;
+ship the lines (or the anchor) to a SIEM to close that.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from trustloop.audit.anchor import Anchor, AnchorError, AnchorWriter, read_anchor
+
 GENESIS = "0" * 64
-ANCHOR_SUFFIX = ".anchor"
 
 
 class AuditWriteError(OSError):
@@ -49,6 +50,7 @@ class AuditLog:
         self.system = system
         self._lock = threading.Lock()
         self._lines, self._prev = self._end_of_file()
+        self._anchor = AnchorWriter(path)
 
     def _end_of_file(self) -> tuple[int, str]:
         """The number of lines so far and the hash of the last non-empty one."""
@@ -89,23 +91,11 @@ class AuditLog:
             return record
 
     def _write_anchor(self) -> None:
-        """Replace the anchor atomically; the line is written whatever happens here."""
-        anchor = anchor_path(self.path)
-        temporary = anchor.with_name(anchor.name + ".tmp")
-        body = json.dumps({"lines": self._lines, "last_hash": self._prev})
+        """The line is written whatever happens here; a failure still raises."""
         try:
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.write(fd, body.encode())
-            finally:
-                os.close(fd)
-            os.replace(temporary, anchor)
-        except OSError as exc:
-            raise AuditWriteError(f"cannot write the audit anchor {anchor}") from exc
-
-
-def anchor_path(path: Path) -> Path:
-    return path.with_name(path.name + ANCHOR_SUFFIX)
+            self._anchor.write(Anchor(self._lines, self._prev))
+        except AnchorError as exc:
+            raise AuditWriteError(str(exc)) from exc
 
 
 @dataclass(frozen=True)
@@ -122,7 +112,7 @@ def verify_chain(path: Path) -> ChainBreak | None:
     longer matches); the reason names both. The last lines are covered by the
     anchor (read before the file, see the module docstring).
     """
-    anchor = _read_anchor(path)
+    anchor = read_anchor(path)
     prev, prev_number, count = GENESIS, 0, 0
     with path.open("rb") as fh:
         for count, raw in enumerate(fh, start=1):
@@ -138,6 +128,8 @@ def verify_chain(path: Path) -> ChainBreak | None:
             if record.get("prev_hash") != prev:
                 return ChainBreak(path, count, _mismatch(prev_number))
             prev, prev_number = line_hash(raw), count
+    if anchor is None and count > 0:
+        return ChainBreak(path, count, "its anchor file is missing")
     if anchor is not None and count < anchor.lines:
         return ChainBreak(
             path,
@@ -146,33 +138,6 @@ def verify_chain(path: Path) -> ChainBreak | None:
             f"counts {anchor.lines})",
         )
     return None
-
-
-@dataclass(frozen=True)
-class _Anchor:
-    lines: int
-    last_hash: str
-
-
-def _read_anchor(path: Path) -> _Anchor | None:
-    """The anchor beside ``path``; None for files written before anchors existed.
-
-    An anchor that is unreadable is not ignored: it reads as "more lines than any
-    file", so verification reports the file as cut off rather than passing it.
-    """
-    anchor = anchor_path(path)
-    try:
-        raw = anchor.read_bytes()
-    except FileNotFoundError:
-        return None
-    try:
-        data = json.loads(raw)
-        lines, last_hash = data["lines"], data["last_hash"]
-    except (ValueError, KeyError, TypeError):
-        return _Anchor(lines=2**62, last_hash="")
-    if not isinstance(lines, int) or not isinstance(last_hash, str) or lines < 0:
-        return _Anchor(lines=2**62, last_hash="")
-    return _Anchor(lines=lines, last_hash=last_hash)
 
 
 def _mismatch(prev_number: int) -> str:
