@@ -149,7 +149,12 @@ class OidcClient:
         if not secrets.compare_digest(params.get("state", ""), login.state):
             raise SignInError("the sign-in response does not match this browser")
         issuer = params.get("iss")
-        if issuer is not None and issuer != self.issuer:  # RFC 9207 §2.4
+        # RFC 9207 §2.4: an issuer that advertises the parameter MUST send it, and
+        # the client MUST refuse a response without it.
+        required = await self._advertises(
+            "authorization_response_iss_parameter_supported"
+        )
+        if (issuer is None and required) or issuer not in (None, self.issuer):
             raise SignInError("the sign-in response came from another issuer")
         if "error" in params:
             raise SignInError(_authorization_error(params["error"]))
@@ -290,6 +295,11 @@ class OidcClient:
         return claims
 
     # -- discovery and transport -------------------------------------------------
+
+    async def _advertises(self, name: str) -> bool:
+        if self._metadata is None:
+            self._metadata = await self._discover()
+        return self._metadata.get(name) is True
 
     async def _endpoint(self, name: str) -> str:
         if self._metadata is None:

@@ -62,15 +62,18 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"same-origin"),
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
+HSTS = (b"strict-transport-security", b"max-age=31536000")
 
 log = structlog.get_logger("trustloop.app")
 
 
 class SecurityHeaders:
-    """ASGI middleware: the security headers on every answer, streaming included."""
+    """ASGI middleware: the security headers on every answer, streaming included;
+    served over HTTPS, HSTS too (no first request may be downgraded to HTTP)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, https: bool = False) -> None:
         self.app = app
+        self.headers = [*SECURITY_HEADERS, *([HSTS] if https else [])]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -81,7 +84,7 @@ class SecurityHeaders:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                headers.extend(SECURITY_HEADERS)
+                headers.extend(self.headers)
                 if private:
                     headers.append((b"cache-control", b"no-store"))
                 message["headers"] = headers
@@ -134,7 +137,7 @@ def create_app(
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, https=auth.cookies.secure)
     app.state.auth = auth
     return app
 

@@ -136,12 +136,18 @@ class SessionStore:
         return idle or now - session.created_at > self._absolute
 
     def _evict(self) -> None:
-        """Drop expired sessions, then the least recently used beyond the cap."""
+        """Drop expired sessions, then, beyond the cap, the least recently used
+        signed-out one (anyone can start those: they must not push a signed-in
+        clinician out), and only when none is left, the least recently used."""
         now = self._clock()
         for session in [s for s in self._sessions.values() if self._expired(s, now)]:
             self.remove(session)
         while len(self._sessions) > self._max:
-            self._sessions.popitem(last=False)
+            idle = next((s for s in self._sessions.values() if not s.signed_in), None)
+            if idle is None:
+                self._sessions.popitem(last=False)
+            else:
+                self.remove(idle)
 
 
 @dataclass(frozen=True)

@@ -223,13 +223,13 @@ def push_message(detail: AuthorizationDetail, change_text: str | None) -> str:
         return template.format(patient=detail.resource_id, action=detail.action)
     if detail.action == "write_note":
         return f"Add this note to the chart of {patient}: \u201c{change_text}\u201d?"
-    resource, _, changes = change_text.partition("\n")
-    shown = ", ".join(
-        f"{name} {value}"
-        for name, _, value in (line.partition("=") for line in changes.split("\n"))
-        if value
-    )
-    return f"Change {resource} of {patient}: {shown}?"
+    # ``MedicationRequest/<id>``, ``status=<s>``, then ``dosage=`` and the rest:
+    # a dosage's own line breaks stay in it, all of it shown.
+    resource, _, rest = change_text.partition("\nstatus=")
+    status, _, dosage = rest.partition("\ndosage=")
+    shown = [f"status {status}"] if status else []
+    shown += [f"dosage {dosage}"] if dosage else []
+    return f"Change {resource} of {patient}: {', '.join(shown)}?"
 
 
 def _shortened(text: str, limit: int) -> str:

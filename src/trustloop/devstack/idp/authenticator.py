@@ -35,6 +35,19 @@ if TYPE_CHECKING:
     from trustloop.devstack.idp.users import DemoUsers
 
 COOKIE = "trustloop_authenticator"
+# The Approve button must not be clickable from inside another page: the
+# authenticator's cookie is SameSite=Strict, but every port of a host is the same
+# site, so any page served from it could frame this one.
+_HEADERS = {
+    **NO_STORE,
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -160,7 +173,7 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 def _html(body: str, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(_PAGE.format(body=body), status_code=status, headers=NO_STORE)
+    return HTMLResponse(_PAGE.format(body=body), status_code=status, headers=_HEADERS)
 
 
 def _error(status: int, error: str, description: str) -> JSONResponse:

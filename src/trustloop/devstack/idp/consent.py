@@ -12,15 +12,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import unicodedata
 from typing import Any
 
 from trustloop.devstack.idp.errors import invalid_request
+from trustloop.records.changes import MEDICATION_STATUSES
 
 _MESSAGES = {
     "read": "Read the chart of {patient}?",
     "write_note": "Add a note to the chart of {patient}?",
     "update_medication": "Change a medication of {patient}?",
 }
+_RESOURCE = re.compile(r"MedicationRequest/[A-Za-z0-9\-.]{1,64}")
+_STATUSES = frozenset({"", *MEDICATION_STATUSES})
+# Controls, format characters (bidi overrides, zero-width), surrogates, private use.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
 # Longer than any change a write tool sends (a note is at most 4000 characters).
 MAX_CHANGE_CHARS = 8000
 
@@ -45,11 +52,22 @@ def push_message(details: list[dict[str, Any]], change: str | None = None) -> st
 
 
 def _medication_change(change: str) -> tuple[str, str]:
-    """(``MedicationRequest/<id>``, ``status stopped, dosage ...``) from the text."""
-    resource, _, rest = change.partition("\n")
-    fields = (line.partition("=") for line in rest.split("\n"))
-    shown = ", ".join(f"{name} {value}" for name, _, value in fields if value)
-    return resource, shown
+    """(``MedicationRequest/<id>``, ``status stopped, dosage ...``) from the text.
+
+    The canonical text is ``MedicationRequest/<id>``, ``status=<s>``, then
+    ``dosage=`` and the rest of the text: a dosage may hold line breaks, and all
+    of it is shown (a line of it is never taken for a field of its own, nor left
+    out). Any other shape is refused.
+    """
+    resource, _, rest = change.partition("\nstatus=")
+    status, found, dosage = rest.partition("\ndosage=")
+    if not found or not _RESOURCE.fullmatch(resource) or status not in _STATUSES:
+        raise invalid_request("the change is not a medication change")
+    shown = [f"status {status}"] if status else []
+    shown += [f"dosage {dosage}"] if dosage else []
+    if not shown:
+        raise invalid_request("the change is not a medication change")
+    return resource, ", ".join(shown)
 
 
 def consent_change(body: bytes, details: list[dict[str, Any]]) -> str | None:
@@ -98,4 +116,12 @@ def _change_of(body: bytes) -> str | None:
         raise invalid_request("exactly one change, as a string, is allowed")
     if not change or len(change) > MAX_CHANGE_CHARS:
         raise invalid_request("the change is empty or too long")
+    if any(_hidden(char) for char in change):
+        # The push must show exactly what is written: no bidi overrides, no
+        # zero-width or control characters (tab and newline aside).
+        raise invalid_request("the change holds invisible characters")
     return change
+
+
+def _hidden(char: str) -> bool:
+    return char not in "\t\n" and unicodedata.category(char) in _HIDDEN_CATEGORIES

@@ -9,6 +9,12 @@ code of the previous, current or next step passes; two steps off fails.
 after the successful validation has been issued for the first OTP": each user's
 accepted time steps are remembered (for as long as they could still be inside the
 window) and a code for a step already used is refused, whichever login presents it.
+
+§5.1 asks the verifier to limit attempts. A login ends after five wrong codes,
+but a caller who knows the password can start login after login: wrong codes
+are also counted per user, and after :data:`MAX_WRONG_CODES` within
+:data:`WRONG_CODE_WINDOW_S` every code of that user (a right one too) is refused
+until the window passes. The push factor stays open to the clinician meanwhile.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import pyotp
 from trustloop.devstack.jwtcheck import Clock
 
 DRIFT_STEPS = 1
+MAX_WRONG_CODES = 10
+WRONG_CODE_WINDOW_S = 600
 _CODE = re.compile(r"^[0-9]{6}$")
 
 
@@ -33,10 +41,14 @@ class TotpVerifier:
         self._clock = clock
         self._lock = threading.Lock()
         self._used: dict[str, set[int]] = {}  # user -> accepted time steps
+        self._wrong: dict[str, list[float]] = {}  # user -> times of wrong codes
 
     def verify(self, user: str, secret: str | None, code: str) -> bool:
         """True once for a valid, unused code of ``user``; never says why not."""
+        if self._locked(user):
+            return False
         if secret is None or not _CODE.fullmatch(code):
+            self._count_wrong(user)
             return False
         totp = pyotp.TOTP(secret)
         now = totp.timecode(self._clock())
@@ -44,6 +56,7 @@ class TotpVerifier:
         # Every candidate is compared, so timing says nothing about which matched.
         matches = [s for s in steps if hmac.compare_digest(totp.generate_otp(s), code)]
         if not matches:
+            self._count_wrong(user)
             return False
         with self._lock:
             used = self._used.setdefault(user, set())
@@ -53,3 +66,15 @@ class TotpVerifier:
                 return False
             used.add(fresh[0])
         return True
+
+    def _locked(self, user: str) -> bool:
+        with self._lock:
+            return len(self._recent(user)) >= MAX_WRONG_CODES
+
+    def _count_wrong(self, user: str) -> None:
+        with self._lock:
+            self._wrong[user] = [*self._recent(user), self._clock()]
+
+    def _recent(self, user: str) -> list[float]:
+        since = self._clock() - WRONG_CODE_WINDOW_S
+        return [t for t in self._wrong.get(user, []) if t > since]
