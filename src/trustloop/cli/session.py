@@ -100,6 +100,7 @@ def demo_credentials(settings: Settings, username: str) -> DemoCredentials:
         username=username,
         password=demo_password(settings.state_dir, username),
         totp_secret=demo_totp(settings.state_dir, username),
+        steps_file=settings.state_dir / "cli" / "totp-steps.json",
     )
 
 
