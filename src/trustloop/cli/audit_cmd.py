@@ -43,7 +43,12 @@ def trace(
     if as_json:
         typer.echo(json.dumps([e.as_dict() for e in events], indent=2))
         return
-    table = Table("time", "system", "event", "outcome", "detail")
+    # Never cut: times fold in narrow terminals, details wrap.
+    table = Table(show_lines=False)
+    table.add_column("time", no_wrap=False, overflow="fold", min_width=15)
+    for name in ("system", "event", "outcome"):
+        table.add_column(name, overflow="fold")
+    table.add_column("detail", overflow="fold")
     for event in events:
         table.add_row(
             event.time, event.system, event.event, event.outcome, event.detail
