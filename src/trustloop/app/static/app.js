@@ -102,6 +102,14 @@ function addMessage(kind, text) {
   return body;
 }
 
+// Follow the answer as it streams in, unless the clinician scrolled up to read.
+function keepLatestInView() {
+  const log = $("log");
+  if (log.scrollHeight - log.scrollTop - log.clientHeight < 120) {
+    log.scrollTop = log.scrollHeight;
+  }
+}
+
 function addStatusLine(text, refused) {
   const line = document.createElement("p");
   line.className = "status-line" + (refused ? " refused" : "");
@@ -142,6 +150,7 @@ function showWaiting(message) {
   $("waiting-link").href = state.authenticatorUrl;
   $("waiting-link").hidden = !state.authenticatorUrl;  // on Verify: the phone app
   $("waiting").hidden = false;
+  $("waiting").scrollIntoView({ block: "nearest" });
 }
 
 function hideWaiting() {
@@ -167,6 +176,7 @@ function handleFrame(frame, answer) {
   if (frame.type === "text") {
     hideWaiting();
     answer.textContent += frame.text;
+    keepLatestInView();
   } else if (frame.type === "waiting") {
     showWaiting(frame.message);
   } else if (frame.type === "tool") {
