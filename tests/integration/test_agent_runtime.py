@@ -42,6 +42,7 @@ from trustloop.agent.runtime import (
     create_app,
 )
 from trustloop.agent.sessions import ConversationMemory
+from trustloop.agent.tool_specs import forget_tools
 from trustloop.audit.chain import AuditLog, verify_chain
 from trustloop.devstack.net import free_port
 from trustloop.settings import Settings
@@ -660,3 +661,32 @@ async def test_conversation_memory_holds_the_turn_but_never_the_token(
     assert "Chart for Alda Carter" in remembered
     for part in [token, *token.split(".")]:
         assert part not in remembered
+
+
+def _methods(bodies: list[bytes]) -> list[str]:
+    methods = []
+    for body in bodies:
+        if body.strip():
+            message = json.loads(body)
+            methods.append(str(message.get("method")))
+    return methods
+
+
+def test_each_question_opens_its_own_session_but_tools_are_listed_once(
+    runtime: Runtime,
+) -> None:
+    forget_tools()
+    first, second = (f"eyJ0.{secrets.token_urlsafe(24)}.sig{n}" for n in (1, 2))
+
+    for token in (first, second):
+        _, frames = invoke(runtime, {"prompt": "list my patients"}, bearer(token))
+        assert frames[-1] == {"type": "done"}
+
+    methods = _methods(runtime.mcp.bodies)
+    # The session's handshake: server/discover (MCP 2026-07-28) or initialize.
+    assert methods.count("server/discover") + methods.count("initialize") == 2
+    assert methods.count("tools/list") == 1
+    assert methods.count("tools/call") == 2
+    # The second question still authenticated its own session with its own token.
+    assert runtime.mcp.authorizations.count(f"Bearer {second}") >= 2
+    assert runtime.mcp.tool_calls == [("list_my_patients", None)] * 2

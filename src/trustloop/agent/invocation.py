@@ -277,11 +277,13 @@ def build_model(settings: Settings) -> Model:
 
 
 def build_mcp_client(settings: Settings, auth: ClinicianBearerAuth) -> MCPClient:
-    """A new MCP client whose transport alone carries the clinician's token."""
-    from strands.tools.mcp import MCPClient
+    """A new MCP client whose transport alone carries the clinician's token; the
+    tool list it loads is shared per process (:mod:`trustloop.agent.tool_specs`)."""
+    from trustloop.agent.tool_specs import CachedToolsMCPClient
 
-    return MCPClient(
+    return CachedToolsMCPClient(
         streamable_http(settings.mcp_url, auth),
+        server_url=settings.mcp_url,
         application_name="trustloop-agent-runtime",
         startup_timeout=MCP_STARTUP_TIMEOUT_S,
     )
@@ -293,7 +295,10 @@ def build_agent(
     """A fresh agent; ``history``: the earlier messages of this conversation."""
     from strands import Agent
 
+    from trustloop.agent import tracing
     from trustloop.agent.denials import DenialGuard
+
+    tracing.install()
 
     messages: list[Message] = list(history or [])
     return Agent(

@@ -167,7 +167,8 @@ def _short(identifier: str | None) -> str | None:
 
 @contextlib.asynccontextmanager
 async def _preload_agent_stack(app: Starlette) -> AsyncIterator[None]:
-    """Import Strands in the background so ``/ping`` answers at once (~2 s import)."""
+    """Import Strands and build the TLS context in the background, so ``/ping``
+    answers at once (~2 s import) and the first question pays for neither."""
     threading.Thread(
         target=_import_agent_stack, name="agent-preload", daemon=True
     ).start()
@@ -178,3 +179,6 @@ def _import_agent_stack() -> None:
     import strands.tools.mcp  # noqa: F401
 
     import trustloop.agent.offline_model  # noqa: F401
+    from trustloop.agent.mcp_transport import tls_context
+
+    tls_context()

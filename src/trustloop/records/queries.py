@@ -131,25 +131,32 @@ def read_chart(conn: psycopg.Connection[Any], patient_id: str) -> dict[str, Any]
     first, at most ``MAX_OBSERVATIONS``; ``notes``: rows of ``clinical.notes``
     (see :func:`notes`), newest first.
     """
-    patient = conn.execute(_PATIENT, (patient_id,)).fetchone()
+    # One round trip: the statements go out in a pipeline (libpq 14+) and their
+    # results are read after its sync. Each runs as before, under the same RLS.
+    with conn.pipeline():
+        found = conn.execute(_PATIENT, (patient_id,))
+        conditions = conn.execute(_CONDITIONS, (patient_id,))
+        active = conn.execute(_ACTIVE_MEDICATIONS, (patient_id,))
+        recent = conn.execute(_RECENT_MEDICATIONS, (patient_id, RECENT_MEDICATIONS))
+        encounters = conn.execute(_RECENT_ENCOUNTERS, (patient_id, RECENT_ENCOUNTERS))
+        latest = conn.execute(
+            _LATEST_OBSERVATIONS,
+            (patient_id, list(OBSERVATION_CATEGORIES), MAX_OBSERVATIONS),
+        )
+        written = conn.execute(_NOTES, (patient_id, MAX_NOTES))
+
+    patient = found.fetchone()
     if patient is None or patient[0] is None:
         return None
 
+    medications = [row[0] for row in active.fetchall()]
     return {
         "patient": patient[0],
-        "conditions": _resources(conn, _CONDITIONS, patient_id),
-        "medications": _medications(conn, patient_id),
-        "encounters": _resources(
-            conn, _RECENT_ENCOUNTERS, patient_id, RECENT_ENCOUNTERS
-        ),
-        "observations": _resources(
-            conn,
-            _LATEST_OBSERVATIONS,
-            patient_id,
-            list(OBSERVATION_CATEGORIES),
-            MAX_OBSERVATIONS,
-        ),
-        "notes": notes(conn, patient_id),
+        "conditions": [row[0] for row in conditions.fetchall()],
+        "medications": medications or [row[0] for row in recent.fetchall()],
+        "encounters": [row[0] for row in encounters.fetchall()],
+        "observations": [row[0] for row in latest.fetchall()],
+        "notes": _note_rows(written.fetchall()),
     }
 
 
@@ -158,7 +165,10 @@ def notes(
 ) -> list[dict[str, Any]]:
     """The patient's notes, newest first: ``id, patient_id, author_sub, obo_jti,
     text, created_at`` (ISO 8601)."""
-    rows = conn.execute(_NOTES, (patient_id, limit)).fetchall()
+    return _note_rows(conn.execute(_NOTES, (patient_id, limit)).fetchall())
+
+
+def _note_rows(rows: list[Any]) -> list[dict[str, Any]]:
     return [
         {
             "id": nid,
@@ -178,14 +188,3 @@ def observations(
     """The patient's Observations matching ``wanted``, newest first."""
     params = {"patient_id": patient_id, **asdict(wanted)}
     return [row[0] for row in conn.execute(_OBSERVATIONS, params).fetchall()]
-
-
-def _medications(conn: psycopg.Connection[Any], patient_id: str) -> list[Any]:
-    active = _resources(conn, _ACTIVE_MEDICATIONS, patient_id)
-    if active:
-        return active
-    return _resources(conn, _RECENT_MEDICATIONS, patient_id, RECENT_MEDICATIONS)
-
-
-def _resources(conn: psycopg.Connection[Any], query: str, *params: object) -> list[Any]:
-    return [row[0] for row in conn.execute(query, params).fetchall()]

@@ -14,6 +14,14 @@ references) and required fields; it does not check codes against their value
 sets (an unknown ``status`` code passes), so the tools' own inputs are checked
 by :mod:`trustloop.tools.inputs`.
 
+Validation is a pure function of a resource's content, so a process remembers
+the content digests (BLAKE2b over canonical JSON, sorted keys; digests only,
+never content) of the last :data:`VALIDATED_DIGESTS` resources that validated,
+and a resource whose digest it holds leaves without validating again: the same
+imported resources come back in every read of a chart, and hashing one costs
+about a tenth of validating it. Any change to a resource changes its digest, so
+it is validated anew; a resource that fails is never remembered.
+
 Notes are not stored as FHIR; :func:`document_reference` makes one of a
 ``clinical.notes`` row: the text as a base64 ``text/plain`` attachment and as
 the resource's narrative, the author as ``Practitioner/<sub>``.
@@ -22,7 +30,11 @@ the resource's narrative, the author as ``Practitioner/<sub>``.
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
+import json
+import threading
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -71,9 +83,60 @@ _NOTE_CATEGORY = {
 
 log = structlog.get_logger(__name__)
 
+VALIDATED_DIGESTS = 65536  # about 8 MB at most
+
+
+class _Digests:
+    """The digests of resources that validated; least recently used dropped."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __contains__(self, digest: bytes) -> bool:
+        with self._lock:
+            if digest not in self._seen:
+                return False
+            self._seen.move_to_end(digest)
+            return True
+
+    def add(self, digest: bytes) -> None:
+        with self._lock:
+            self._seen[digest] = None
+            self._seen.move_to_end(digest)
+            if len(self._seen) > self._capacity:
+                self._seen.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._seen.clear()
+
+
+_validated = _Digests(VALIDATED_DIGESTS)
+
+
+def _digest(resource: Json, kind: str) -> bytes | None:
+    try:
+        canonical = json.dumps(
+            resource, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
+    except (TypeError, ValueError):  # not plain JSON: validate it every time
+        return None
+    hashed = hashlib.blake2b(kind.encode("ascii"), digest_size=32)
+    hashed.update(b"\0")
+    hashed.update(canonical.encode("utf-8", "surrogatepass"))
+    return hashed.digest()
+
+
+def forget_validated() -> None:
+    """Forget every remembered digest (tests)."""
+    _validated.clear()
+
 
 def validated(resource: object, kind: str) -> Json:
-    """``resource`` itself once it validates as an R4B ``kind``.
+    """``resource`` itself once it validates as an R4B ``kind`` (now, or earlier
+    with the same content).
 
     Raises :class:`ToolCallError` (``server_error``) otherwise.
     """
@@ -81,6 +144,9 @@ def validated(resource: object, kind: str) -> Json:
     if not isinstance(resource, dict) or resource.get("resourceType") != kind:
         log.error("fhir_resource_unexpected", resource_type=kind)
         raise ToolCallError("server_error", f"a stored record ({kind}) is malformed")
+    digest = _digest(resource, kind)
+    if digest is not None and digest in _validated:
+        return resource
     try:
         model.model_validate(resource)
     except ValidationError as exc:
@@ -99,6 +165,8 @@ def validated(resource: object, kind: str) -> Json:
         raise ToolCallError(
             "server_error", f"a stored record ({kind}) failed FHIR R4B validation"
         ) from exc
+    if digest is not None:
+        _validated.add(digest)
     return resource
 
 
