@@ -18,6 +18,7 @@ from trustloop.devstack.idp.consent import consent_change
 from trustloop.devstack.idp.consent import push_message as idp_message
 from trustloop.devstack.idp.errors import OAuthProblem
 from trustloop.identity.rar import Action, patient_write
+from trustloop.identity.rhythm import ToolCallError
 from trustloop.identity.step_up import push_message as client_message
 from trustloop.records.changes import medication_change_text, note_text, sha256_hex
 from trustloop.tools.inputs import MedicationArguments, parse
@@ -26,15 +27,21 @@ HIDDEN_LINE = "then 50 mg every hour"
 
 
 def _medication_change(dosage: str) -> str:
-    """The change text update_medication sends for these model-chosen arguments."""
-    arguments = parse(
-        MedicationArguments,
-        {"patient_id": "p-mine", "medication_request_id": "mr-7", "dosage": dosage},
-    )
-    assert arguments.dosage is not None
-    return medication_change_text(
-        arguments.medication_request_id, arguments.status, note_text(arguments.dosage)
-    )
+    """The change text a compromised MCP server could send for this dosage (the
+    tool's own input check refuses a multi-line dosage first: see below)."""
+    return medication_change_text("mr-7", None, note_text(dosage))
+
+
+@pytest.mark.parametrize(
+    "dosage", [f"5 mg once daily\n{HIDDEN_LINE}", "5 mg once daily\nstatus=active"]
+)
+def test_the_tool_refuses_a_dosage_of_several_lines(dosage: str) -> None:
+    """A prompt-injected model cannot even ask for a second dosage line."""
+    with pytest.raises(ToolCallError, match="dosage: must be one line"):
+        parse(
+            MedicationArguments,
+            {"patient_id": "p-mine", "medication_request_id": "mr-7", "dosage": dosage},
+        )
 
 
 def _pushed(change: str, action: Action = "update_medication") -> dict[str, Any]:

@@ -89,6 +89,15 @@ def refusal(model: type[inputs.Arguments], arguments: object) -> str:
             {"patient_id": "p-1", "medication_request_id": "m-1", "dosage": "d" * 201},
             "dosage: must be at most 200 characters",
         ),
+        (
+            inputs.MedicationArguments,
+            {
+                "patient_id": "p-1",
+                "medication_request_id": "m-1",
+                "dosage": "5 mg once daily\nthen 50 mg every hour",
+            },
+            "dosage: must be one line",
+        ),
     ],
 )
 def test_each_violation_names_its_field_and_reason(

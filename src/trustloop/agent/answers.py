@@ -198,7 +198,7 @@ def _active(condition: dict[str, Any]) -> bool:
 
 def _current(medication: dict[str, Any]) -> bool:
     status = medication.get("status")
-    return status is None or status == "active"
+    return status is None or status in ("active", "on-hold")
 
 
 def _condition_line(condition: dict[str, Any]) -> str:
@@ -211,6 +211,8 @@ def _medication_line(medication: dict[str, Any]) -> str:
     text = _concept(medication.get("medicationCodeableConcept"))
     authored = _date(medication.get("authoredOn"))
     line = f"{text} (prescribed {authored})" if authored else text
+    if medication.get("status") == "on-hold":
+        line += ", on hold"
     return (
         f"{line}, MedicationRequest/{medication['id']}" if "id" in medication else line
     )

@@ -40,7 +40,7 @@ _CONDITIONS = """
 _ACTIVE_MEDICATIONS = """
     SELECT resource
       FROM clinical.medication_requests
-     WHERE patient_id = %s AND status = 'active'
+     WHERE patient_id = %s AND status IN ('active', 'on-hold')
      ORDER BY authored_on DESC NULLS LAST, id
 """
 
@@ -125,8 +125,8 @@ def read_chart(conn: psycopg.Connection[Any], patient_id: str) -> dict[str, Any]
     """The patient's chart, or None when the role may not read that patient.
 
     ``patient``: the FHIR Patient; ``conditions``: active ones (clinical status
-    active, or no abatement); ``medications``: active MedicationRequests, or the
-    most recent few if none is active; ``encounters``: the most recent few;
+    active, or no abatement); ``medications``: current MedicationRequests (active
+    or on hold), or the most recent few if none is current; ``encounters``: the most recent few;
     ``observations``: the latest vital sign or lab result per LOINC code, newest
     first, at most ``MAX_OBSERVATIONS``; ``notes``: rows of ``clinical.notes``
     (see :func:`notes`), newest first.

@@ -115,11 +115,13 @@ def _person_name(value: str) -> str:
     return folded
 
 
-def _free_text(limit: int) -> AfterValidator:
+def _free_text(limit: int, *, one_line: bool = False) -> AfterValidator:
     def check(value: str) -> str:
         text = note_text(value.replace("\r\n", "\n"))
         if not text:
             raise ValueError("must not be blank")
+        if one_line and ("\n" in text or "\t" in text):
+            raise ValueError("must be one line")
         if len(text) > limit:
             raise ValueError(f"must be at most {limit} characters")
         if any(_hidden(char) for char in text):
@@ -193,11 +195,13 @@ NoteText = Annotated[
 DosageText = Annotated[
     str,
     Field(min_length=1, max_length=DOSAGE_MAX_CHARS),
-    _free_text(DOSAGE_MAX_CHARS),
+    # One line: a dosage instruction is one, and the consent push shows it whole.
+    _free_text(DOSAGE_MAX_CHARS, one_line=True),
     _string_schema(
-        "the new dosage instruction, plain text, e.g. '500 mg twice a day'",
+        "the new dosage instruction, one line of plain text, e.g. '500 mg twice a day'",
         minLength=1,
         maxLength=DOSAGE_MAX_CHARS,
+        pattern="^[^\\n\\t]+$",
     ),
 ]
 
