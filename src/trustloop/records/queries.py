@@ -126,8 +126,8 @@ def read_chart(conn: psycopg.Connection[Any], patient_id: str) -> dict[str, Any]
 
     ``patient``: the FHIR Patient; ``conditions``: active ones (clinical status
     active, or no abatement); ``medications``: current MedicationRequests (active
-    or on hold), or the most recent few if none is current; ``encounters``: the most recent few;
-    ``observations``: the latest vital sign or lab result per LOINC code, newest
+    or on hold), or the most recent few if none is current; ``encounters``: the
+    most recent few; ``observations``: the latest vital sign or lab result per LOINC code, newest
     first, at most ``MAX_OBSERVATIONS``; ``notes``: rows of ``clinical.notes``
     (see :func:`notes`), newest first.
     """
