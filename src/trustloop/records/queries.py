@@ -125,11 +125,11 @@ def read_chart(conn: psycopg.Connection[Any], patient_id: str) -> dict[str, Any]
     """The patient's chart, or None when the role may not read that patient.
 
     ``patient``: the FHIR Patient; ``conditions``: active ones (clinical status
-    active, or no abatement); ``medications``: current MedicationRequests (active
-    or on hold), or the most recent few if none is current; ``encounters``: the
-    most recent few; ``observations``: the latest vital sign or lab result per LOINC code, newest
-    first, at most ``MAX_OBSERVATIONS``; ``notes``: rows of ``clinical.notes``
-    (see :func:`notes`), newest first.
+    active, or no abatement); ``medications``: current MedicationRequests
+    (active or on hold), or the most recent few if none is current;
+    ``encounters``: the most recent few; ``observations``: the latest vital sign
+    or lab result per LOINC code, newest first, at most ``MAX_OBSERVATIONS``;
+    ``notes``: rows of ``clinical.notes`` (see :func:`notes`), newest first.
     """
     # One round trip: the statements go out in a pipeline (libpq 14+) and their
     # results are read after its sync. Each runs as before, under the same RLS.
