@@ -36,7 +36,8 @@ def consent_medication(
 ) -> str:
     return (
         f"Changing {concept(medication.get('medicationCodeableConcept'))} for "
-        f"{patient} ({_change_words(intent)}): approve the change on your device.\n"
+        f"{patient} ({_change_words(intent)}): if your role may change "
+        "medications, approve the change on your device.\n"
     )
 
 
