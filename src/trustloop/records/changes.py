@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
+from typing import Literal, get_args
 
-MEDICATION_STATUSES = (
+# FHIR R4 MedicationRequest.status.
+MedicationStatus = Literal[
     "active",
     "on-hold",
     "cancelled",
@@ -28,7 +30,8 @@ MEDICATION_STATUSES = (
     "stopped",
     "draft",
     "unknown",
-)
+]
+MEDICATION_STATUSES: tuple[str, ...] = get_args(MedicationStatus)
 
 
 def note_text(raw: str) -> str:

@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from trustloop.identity.rhythm import ToolCallError
-from trustloop.records.changes import note_text
+from trustloop.records.changes import MedicationStatus, note_text
 
 # FHIR R4 datatypes, "id".
 FHIR_ID_PATTERN = r"^[A-Za-z0-9\-.]{1,64}$"
@@ -54,17 +54,6 @@ ObservationCategory = Literal[
     "procedure",
     "therapy",
     "activity",
-]
-# FHIR R4 MedicationRequest.status (trustloop.records.changes.MEDICATION_STATUSES).
-MedicationStatus = Literal[
-    "active",
-    "on-hold",
-    "cancelled",
-    "completed",
-    "entered-in-error",
-    "stopped",
-    "draft",
-    "unknown",
 ]
 
 _FHIR_ID = re.compile(FHIR_ID_PATTERN)
