@@ -13,12 +13,11 @@ from typing import TYPE_CHECKING
 import pytest
 from adversary import Probe
 from idp_lab import Lab, build_lab
+from stackkit import running_stack
 
-from trustloop.cli.load_cmd import load_into
 from trustloop.cli.session import sign_in
 from trustloop.devstack.stack import Stack
 from trustloop.identity.spiffe import WorkloadIdentity
-from trustloop.records.samples import samples_path
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -27,16 +26,8 @@ if TYPE_CHECKING:
 
 @pytest.fixture(scope="session")
 def adv_stack(pg_state_dir_factory: Callable[[str], Path]) -> Iterator[Stack]:
-    state = pg_state_dir_factory("adversarial")
-    stack = Stack.on_free_ports(state)
-    stack.start()
-    try:
-        if stack.cluster is None:
-            raise RuntimeError("the stack started without PostgreSQL")
-        load_into(stack.cluster, samples_path(), stack.settings.state_dir)
+    with running_stack(pg_state_dir_factory("adversarial")) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="session")

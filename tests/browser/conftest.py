@@ -23,10 +23,9 @@ from browserkit import (
     serve_app_here,
 )
 from playwright.sync_api import sync_playwright
+from stackkit import running_stack
 
-from trustloop.cli.load_cmd import load_into
 from trustloop.devstack.stack import Stack
-from trustloop.records.samples import samples_path
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -38,14 +37,8 @@ ACHEN = "clin-achen"
 
 @pytest.fixture(scope="session")
 def stack(pg_state_dir_factory: Callable[[str], Path]) -> Iterator[Stack]:
-    stack = Stack.on_free_ports(pg_state_dir_factory("browser"))
-    stack.start()
-    try:
-        assert stack.cluster is not None
-        load_into(stack.cluster, samples_path(), stack.settings.state_dir)
+    with running_stack(pg_state_dir_factory("browser")) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="module")

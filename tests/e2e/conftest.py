@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
+from stackkit import running_stack
 
-from trustloop.cli.load_cmd import load_into
 from trustloop.cli.session import sign_in
 from trustloop.devstack.stack import Stack
-from trustloop.records.samples import samples_path
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -21,14 +20,8 @@ if TYPE_CHECKING:
 @pytest.fixture(scope="session")
 def stack(pg_state_dir_factory: Callable[[str], Path]) -> Iterator[Stack]:
     state = pg_state_dir_factory("stack")
-    stack = Stack.on_free_ports(state, model_transcript=state / "model-inputs.jsonl")
-    stack.start()
-    try:
-        assert stack.cluster is not None
-        load_into(stack.cluster, samples_path(), stack.settings.state_dir)
+    with running_stack(state, model_transcript=state / "model-inputs.jsonl") as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="session")

@@ -16,11 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
+from stackkit import running_stack
 
-from trustloop.cli.load_cmd import load_into
 from trustloop.cli.session import Answer, ask, sign_in
 from trustloop.devstack.stack import Stack
-from trustloop.records.samples import samples_path
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -34,14 +33,8 @@ STEP_UP_ACR = "urn:trustloop:acr:step-up"
 
 @contextmanager
 def _stack(factory: Callable[[str], Path], **overrides: Any) -> Iterator[Stack]:
-    stack = Stack.on_free_ports(factory("stepup"), **overrides)
-    stack.start()
-    try:
-        assert stack.cluster is not None
-        load_into(stack.cluster, samples_path(), stack.settings.state_dir)
+    with running_stack(factory("stepup"), **overrides) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def _restricted_patient(stack: Stack) -> tuple[str, str]:

@@ -13,11 +13,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 from faultkit import STEP_UP_TIMEOUT_S
+from stackkit import running_stack
 
-from trustloop.cli.load_cmd import load_into
 from trustloop.cli.session import sign_in
 from trustloop.devstack.stack import Stack
-from trustloop.records.samples import samples_path
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -29,14 +28,8 @@ if TYPE_CHECKING:
 @pytest.fixture(scope="session")
 def stack(pg_state_dir_factory: Callable[[str], Path]) -> Iterator[Stack]:
     state = pg_state_dir_factory("faults")
-    stack = Stack.on_free_ports(state, step_up_timeout_s=STEP_UP_TIMEOUT_S)
-    stack.start()
-    try:
-        assert stack.cluster is not None
-        load_into(stack.cluster, samples_path(), stack.settings.state_dir)
+    with running_stack(state, step_up_timeout_s=STEP_UP_TIMEOUT_S) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -22,31 +21,13 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent
 
 from trustloop.cli.approve_cmd import answer_push
-from trustloop.cli.load_cmd import load_into
 from trustloop.devstack.stack import Stack
-from trustloop.records.samples import samples_path
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-    from pathlib import Path
-
     from mcp.types import Tool
 
 APPROVE_ON_DEVICE = "approve on your device"
 EXCHANGE_EVENTS = frozenset({"token_exchanged", "exchange_denied"})
-
-
-@contextmanager
-def running_stack(state_dir: Path, **overrides: Any) -> Iterator[Stack]:
-    stack = Stack.on_free_ports(state_dir, **overrides)
-    stack.start()
-    try:
-        if stack.cluster is None:
-            raise RuntimeError("the stack started without PostgreSQL")
-        load_into(stack.cluster, samples_path(), stack.settings.state_dir)
-        yield stack
-    finally:
-        stack.stop()
 
 
 async def call_tool(

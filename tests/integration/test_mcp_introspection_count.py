@@ -14,7 +14,8 @@ import httpx2
 import pytest
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp_tools_kit import audit, payload_of, roster_of, running_stack
+from mcp_tools_kit import audit, payload_of, roster_of
+from stackkit import running_stack
 
 from trustloop.cli.session import sign_in
 

@@ -21,9 +21,9 @@ from mcp_tools_kit import (
     call_tool,
     payload_of,
     roster_of,
-    running_stack,
     text_of,
 )
+from stackkit import running_stack
 
 from trustloop.cli.session import sign_in
 from trustloop.devstack.demo import CLINICIANS
