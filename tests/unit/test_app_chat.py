@@ -9,7 +9,8 @@ import pytest
 
 from trustloop.app import chat
 from trustloop.app.activity import Conversation
-from trustloop.app.invoke import RuntimeInvoker, parse_frame
+from trustloop.app.invoke import RuntimeInvoker
+from trustloop.app.runtime_client import parse_frame
 from trustloop.devstack.net import free_port
 
 AUTH = "http://127.0.0.1:9400/authenticator"

@@ -25,7 +25,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from trustloop.app.runtime_client import SESSION_HEADER, USER_TOKEN_HEADER, InvokeMode
+from trustloop.app.runtime_client import (
+    SESSION_HEADER,
+    USER_TOKEN_HEADER,
+    InvokeMode,
+    parse_frame,
+)
 
 if TYPE_CHECKING:
     from botocore.credentials import Credentials  # type: ignore[import-untyped]
@@ -140,16 +145,3 @@ class RuntimeInvoker:
             raise RuntimeUnavailableError(
                 f"the runtime did not answer ({name})"
             ) from exc
-
-
-def parse_frame(line: str) -> Frame | None:
-    """One SSE ``data:`` line as a frame; anything else (comments, junk) is None."""
-    if not line.startswith("data:"):
-        return None
-    try:
-        frame = json.loads(line[5:].strip())
-    except ValueError:
-        return None
-    if isinstance(frame, str):  # a bare JSON string is answer text
-        return {"type": "text", "text": frame}
-    return frame if isinstance(frame, dict) else None

@@ -53,13 +53,22 @@ def invoke(
 
 def _frames(response: httpx.Response) -> Iterator[dict[str, Any]]:
     for line in response.iter_lines():
-        if not line.startswith("data:"):
-            continue
-        frame = json.loads(line[5:].strip())
-        if isinstance(frame, str):  # a plain JSON string frame is text
-            frame = {"type": "text", "text": frame}
-        if not isinstance(frame, dict):
+        frame = parse_frame(line)
+        if frame is None:
             continue
         if "error" in frame:
             raise InvocationError(str(frame["error"]))
         yield frame
+
+
+def parse_frame(line: str) -> dict[str, Any] | None:
+    """One SSE ``data:`` line as a frame; anything else (comments, junk) is None."""
+    if not line.startswith("data:"):
+        return None
+    try:
+        frame = json.loads(line[5:].strip())
+    except ValueError:
+        return None
+    if isinstance(frame, str):  # a bare JSON string is answer text
+        return {"type": "text", "text": frame}
+    return frame if isinstance(frame, dict) else None
