@@ -37,7 +37,7 @@ def probe(adv_stack: Stack) -> Probe:
 
 @pytest.fixture(scope="session")
 def achen(adv_stack: Stack) -> str:
-    """Dr. Chen's access token (password grant against the stack's IdP)."""
+    """Dr. Chen's access token (code + PKCE and TOTP against the stack's IdP)."""
     return sign_in(adv_stack.settings, "achen")
 
 

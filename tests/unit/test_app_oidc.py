@@ -37,12 +37,17 @@ class Idp:
         self.key = ECKey.generate_key("P-256", parameters={"kid": "k1"})
         self.token_answer: tuple[int, dict[str, Any]] = (200, {})
         self.forms: list[dict[str, list[str]]] = []
+        self.jwks_fetches = 0
+        self.jwks_up = True
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
         if path == "/.well-known/openid-configuration":
             return httpx.Response(200, json=self.discovery())
         if path == "/oauth2/jwks":
+            self.jwks_fetches += 1
+            if not self.jwks_up:
+                return httpx.Response(503)
             keys = KeySet([self.key]).as_dict(private=False)
             return httpx.Response(200, json=keys)
         if path in {"/oauth2/token", "/oauth2/revoke"}:
@@ -276,3 +281,38 @@ async def test_sign_out_revokes_the_refresh_token_then_the_access_token(
         ("access-secret-1", "access_token"),
     ]
     assert all(f["client_id"] == ["trustloop-web"] for f in idp.forms)
+
+
+async def test_the_jwks_is_refetched_at_most_every_five_seconds(
+    client: OidcClient, idp: Idp, clock: FakeClock
+) -> None:
+    """Forged ID tokens cannot make the app hammer the IdP's JWKS endpoint."""
+    stranger = ECKey.generate_key("P-256", parameters={"kid": "k1"})
+    for _ in range(3):
+        idp.answers(idp.id_token(key=stranger))
+        with pytest.raises(SignInError):
+            await client.finish(login(), {"code": "c", "state": "s-1"})
+    assert idp.jwks_fetches == 1
+
+    clock.now += 6
+    idp.answers(idp.id_token(key=stranger))
+    with pytest.raises(SignInError):
+        await client.finish(login(), {"code": "c", "state": "s-1"})
+    assert idp.jwks_fetches == 2
+
+
+async def test_the_last_good_keys_stay_while_the_jwks_is_down(
+    client: OidcClient, idp: Idp, clock: FakeClock
+) -> None:
+    idp.answers(idp.id_token())
+    await client.finish(login(), {"code": "c", "state": "s-1"})
+    idp.jwks_up = False
+    clock.now += 6
+
+    idp.answers(idp.id_token(key=ECKey.generate_key("P-256", parameters={"kid": "k1"})))
+    with pytest.raises(SignInError, match="ID token is not valid"):
+        await client.finish(login(), {"code": "c", "state": "s-1"})
+    idp.answers(idp.id_token())
+    tokens = await client.finish(login(), {"code": "c", "state": "s-1"})
+
+    assert tokens.sub == "clin-achen"

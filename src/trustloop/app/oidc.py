@@ -46,6 +46,8 @@ from trustloop.identity.transport import require_secure
 WEB_CLIENT_ID = "trustloop-web"
 SCOPE = "openid profile"
 ID_TOKEN_ALGORITHMS = ["ES256"]
+# As every validator in the project: the JWKS refetched at most this often.
+MIN_REFETCH_S = 5.0
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 # Refresh this long before the access token's expiry: one answer (a step-up wait
 # included) must finish inside the token's lifetime.
@@ -125,6 +127,7 @@ class OidcClient:
         self._clock = clock
         self._metadata: dict[str, Any] | None = None
         self._keys: KeySet | None = None
+        self._keys_fetched_at = float("-inf")
 
     async def begin(self) -> LoginRequest:
         """A fresh authorization request: the URL to send the browser to."""
@@ -324,8 +327,20 @@ class OidcClient:
         return metadata
 
     async def _key_set(self, *, refresh: bool = False) -> KeySet:
-        if self._keys is not None and not refresh:
+        """The IdP's keys: fetched once, refetched on demand at most every
+        :data:`MIN_REFETCH_S`; the last good keys stay if a refetch fails."""
+        if self._keys is not None:
+            recent = self._clock() - self._keys_fetched_at < MIN_REFETCH_S
+            if not refresh or recent:
+                return self._keys
+        try:
+            return await self._fetch_keys()
+        except IdpUnavailableError:
+            if self._keys is None:
+                raise
             return self._keys
+
+    async def _fetch_keys(self) -> KeySet:
         uri = await self._endpoint("jwks_uri")
         try:
             response = await self._http.get(uri)
@@ -338,6 +353,7 @@ class OidcClient:
             self._keys = KeySet.import_key_set(document)  # type: ignore[arg-type]
         except (JoseError, ValueError, KeyError) as exc:
             raise IdpUnavailableError("cannot read the IdP's keys") from exc
+        self._keys_fetched_at = self._clock()
         return self._keys
 
     async def _send(self, url: str, form: dict[str, str]) -> httpx.Response:
