@@ -60,6 +60,9 @@ def test_workload_api_stopped_fails_closed_and_recovers_on_restart(
     assert ask(stack, token, question).succeeded
     stack.stop_part("spire")
     try:
+        # The MCP server keeps one fresh actor SVID fetched ahead, minted before
+        # the stop: the next tool call may still use it; the one after cannot.
+        ask(stack, token, question)
         down = ask(stack, token, question)
         assert_clear_failure(
             down, "workload identity", "records service is unavailable"
