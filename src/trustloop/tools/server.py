@@ -33,6 +33,7 @@ from trustloop.settings import bind_address
 from trustloop.tools.auth import IntrospectionVerifier, UnavailableMiddleware
 from trustloop.tools.caller import request_introspection
 from trustloop.tools.catalog import ClinicalTools, mcp_tools
+from trustloop.tools.listing import StaticToolListing
 
 if TYPE_CHECKING:
     from mcp.server.auth.provider import TokenVerifier
@@ -59,8 +60,13 @@ IDP_TIMEOUT_S = 5.0
 def build_server(
     settings: Settings, *, rhythm: Rhythm, verifier: TokenVerifier
 ) -> MCPServer:
-    """The tools behind RFC 9728 metadata naming the IdP as authorization server."""
-    return MCPServer(
+    """The tools behind RFC 9728 metadata naming the IdP as authorization server.
+
+    The tool set is static, so ``tools/list`` is answered from a result built
+    once (:class:`StaticToolListing`); mcp lists the tools before every
+    ``tools/call`` that has arguments.
+    """
+    server: MCPServer = MCPServer(
         "trustloop",
         instructions=INSTRUCTIONS,
         tools=mcp_tools(ClinicalTools(rhythm)),
@@ -73,6 +79,8 @@ def build_server(
             required_scopes=None,
         ),
     )
+    server.middleware.append(StaticToolListing())
+    return server
 
 
 def build_app(
