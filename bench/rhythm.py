@@ -33,7 +33,7 @@ import anyio
 import httpx
 import httpx2
 import psycopg
-from baselines import audit_append, floor, pooled
+from baselines import audit_append, floor, floor_libpq, pooled
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -187,13 +187,19 @@ def main(n: int) -> None:
         turns = _audit(stack, "runtime", "invocation", n)
         direct = anyio.run(_direct_calls, stack, patient_id, n)
         floor_ms = floor(cluster, patient_id, n)
+        floor_libpq_ms = floor_libpq(cluster, patient_id, n)
         pooled_ms = pooled(cluster, patient_id, n)
         audit_ms = audit_append(state / "bench-audit", n)
         ping_s, first_s = _time_to_ping(stack, patient_id)
     finally:
         stack.stop()
         shutil.rmtree(state, ignore_errors=True)
-    measured = {"floor": floor_ms, "pooled": pooled_ms, "audit": audit_ms}
+    measured = {
+        "floor": floor_ms,
+        "floor_libpq": floor_libpq_ms,
+        "pooled": pooled_ms,
+        "audit": audit_ms,
+    }
     _report(n, calls, turns, wall, direct, measured, (ping_s, first_s))
 
 
@@ -228,6 +234,7 @@ def _report(
     print(row("full read call over MCP (client)", direct))
     print(row("whole question (runtime)", wall))
     print(row("floor: create, connect, read, drop", floor_ms))
+    print(row("  same with libpq's verifier (4096 rounds)", measured["floor_libpq"]))
     print(row("pooled: one open connection", pooled_ms))
     print(row("runtime CPU per turn", cpu_s, "s "))
     print(row("process start to healthy /ping", ping_s, "s "))
@@ -238,7 +245,12 @@ def _report(
     full_med_x = statistics.median(direct) / statistics.median(floor_ms)
     full_p99_x = percentile(direct, 0.99) / percentile(floor_ms, 0.99)
     pooled_x = statistics.median(total) / statistics.median(pooled_ms)
+    libpq_x = statistics.median(total) / statistics.median(measured["floor_libpq"])
     print(f"  tool call / pooled: {pooled_x:.1f}x (median over median)")
+    print(
+        f"  tool call / libpq-verifier floor: {libpq_x:.2f}x (median over median;"
+        " not the target: the floor above makes its credential as the leases do)"
+    )
     print("targets (issue 7):")
     print(_target("tool call (steps) / floor, median", med_x, FLOOR_MEDIAN_X, "x"))
     print(_target("tool call (steps) / floor, p99", p99_x, FLOOR_P99_X, "x"))

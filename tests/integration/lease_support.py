@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 from trustloop.devstack.vault.lease_engine import GrantSpec, LeaseEngine, role_name_for
 from trustloop.devstack.vault.pgpool import ConnectionPool
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     from trustloop.devstack.postgres import ClusterInfo
 
 LEASE_ENGINE = "trustloop_lease_engine"
+# The engines made here name their sessions, so a test counts only its own and
+# not those of a Vault stand-in another test module left running.
+TEST_ENGINE_APP = "trustloop-test-lease-engine"
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,10 @@ def lease_engine(
     new_password: Callable[[], str] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[LeaseEngine]:
-    pool = ConnectionPool(cluster.admin_conninfo(LEASE_ENGINE))
+    conninfo = make_conninfo(
+        cluster.admin_conninfo(LEASE_ENGINE), application_name=TEST_ENGINE_APP
+    )
+    pool = ConnectionPool(conninfo)
     try:
         yield LeaseEngine(pool, new_password=new_password, sleep=sleep)
     finally:

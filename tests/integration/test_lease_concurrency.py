@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from collections.abc import Iterator
@@ -11,14 +12,25 @@ from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
-from lease_support import LEASE_ENGINE, admin_rows, grant_spec, lease_engine, leased
+from lease_support import (
+    LEASE_ENGINE,
+    TEST_ENGINE_APP,
+    admin_rows,
+    grant_spec,
+    lease_engine,
+    leased,
+)
 
 from trustloop.devstack.vault.lease_engine import (
     REVOKE_ATTEMPTS,
     Credential,
     GrantSpec,
     RevokeFailedError,
+)
+from trustloop.devstack.vault.scram_verifier import (
+    ITERATIONS,
     random_password,
+    scram_verifier,
 )
 from trustloop.identity.rhythm import translate
 from trustloop.records import changes
@@ -29,7 +41,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 CONCURRENT = 32
-STRANGE_PASSWORD = "p'a\"s s\\w;ö=rd €💊 $$ %s {}\t"
+STRANGE_PASSWORD = "p'a\"s s\\w;o=rd -- $$ %s {} E'\\x00' :x"
 
 
 def _roles(cluster: ClusterInfo) -> set[str]:
@@ -46,8 +58,10 @@ def _patients(cluster: ClusterInfo) -> list[str]:
 def _engine_sessions(cluster: ClusterInfo) -> int:
     rows = admin_rows(
         cluster,
-        "SELECT count(*) FROM pg_stat_activity WHERE usename = %s",
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE usename = %s AND application_name = %s",
         LEASE_ENGINE,
+        TEST_ENGINE_APP,
     )
     return int(rows[0][0])
 
@@ -149,7 +163,7 @@ def test_each_role_gets_a_statement_timeout_shorter_than_its_lease(
     ) == [(0,)]
 
 
-def test_password_with_quotes_backslashes_and_unicode_logs_in_over_scram(
+def test_password_with_quotes_backslashes_and_sql_logs_in_over_scram(
     cluster: ClusterInfo,
 ) -> None:
     patient = _patients(cluster)[0]
@@ -167,6 +181,51 @@ def test_password_with_quotes_backslashes_and_unicode_logs_in_over_scram(
     assert who == (role.role,)
     assert STRANGE_PASSWORD not in str(wrong.value)
     assert STRANGE_PASSWORD not in repr(Credential(role.role, STRANGE_PASSWORD))
+
+
+def test_stored_verifier_is_the_engines_with_one_iteration(
+    cluster: ClusterInfo,
+) -> None:
+    """pg_authid holds the verifier the engine computed (one PBKDF2 round), and
+    libpq logs in against it: recomputing it from the password and the stored
+    salt gives the stored value exactly."""
+    patient = _patients(cluster)[0]
+
+    with (
+        lease_engine(cluster) as engine,
+        leased(engine, grant_spec(patient, "read")) as role,
+    ):
+        with role.connect(cluster) as conn:
+            who = conn.execute("SELECT session_user").fetchone()
+        ((stored,),) = admin_rows(
+            cluster, "SELECT rolpassword FROM pg_authid WHERE rolname = %s", role.role
+        )
+
+    iterations, salt = str(stored).split("$")[1].split(":")
+    assert who == (role.role,)
+    assert int(iterations) == ITERATIONS == 1
+    assert stored == scram_verifier(
+        role.password, salt=base64.b64decode(salt), iterations=ITERATIONS
+    )
+    assert role.password not in str(stored)
+
+
+def test_a_password_outside_printable_ascii_mints_nothing(
+    cluster: ClusterInfo,
+) -> None:
+    """SASLprep would change it; the engine refuses before any statement."""
+    patient = _patients(cluster)[0]
+    spec = grant_spec(patient, "read")
+    called: list[object] = []
+
+    with (
+        lease_engine(cluster, new_password=lambda: "pässwörd-\t-💊") as engine,
+        pytest.raises(ValueError, match="printable ASCII"),
+    ):
+        engine.mint(spec, called.append)
+
+    assert called == []
+    assert spec.role_name not in _roles(cluster)
 
 
 def test_default_passwords_are_random_and_use_every_kind_of_character(

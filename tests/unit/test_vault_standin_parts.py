@@ -131,3 +131,10 @@ def test_lease_repr_hides_the_password() -> None:
     lease = Lease("verify-rar/creds/clinical/x", "obo_1", "s3cret-pw", "jti-1", 60)
     assert "s3cret-pw" not in repr(lease)
     assert "s3cret-pw" not in str(lease)
+
+
+def test_secret_fields_are_never_listed_as_clear_in_the_audit() -> None:
+    from trustloop.devstack.vault.audit import CLEAR_KEYS, NEVER_CLEAR
+
+    assert {"password", "obo_token", "client_token", "jwt", "accessor"} <= NEVER_CLEAR
+    assert not CLEAR_KEYS & NEVER_CLEAR

@@ -8,7 +8,8 @@ response line adds ``response``. As in Vault, every string value is replaced by
 operator needs in clear to follow a call: the OBO ``jti``, lease ids, role
 names, the SPIFFE ID and policies. Tokens, accessors, SVIDs, OBO tokens and
 passwords therefore appear only as HMACs; a known value can be matched by
-computing its HMAC with the key.
+computing its HMAC with the key. :data:`NEVER_CLEAR` names the secret fields
+that must never join :data:`CLEAR_KEYS`; the module refuses to load if one does.
 
 If a line cannot be written, :class:`~trustloop.audit.chain.AuditWriteError`
 propagates and the request fails (Vault's rule).
@@ -49,6 +50,18 @@ CLEAR_KEYS = frozenset(
         "errors",
     }
 )
+# Secret fields of requests and answers: HMAC'd always, never listed as clear.
+NEVER_CLEAR = frozenset(
+    {
+        "client_token",
+        "accessor",
+        "jwt",
+        "obo_token",
+        "password",
+    }
+)
+if CLEAR_KEYS & NEVER_CLEAR:  # pragma: no cover - a mistake in this very file
+    raise RuntimeError("the audit device would write a secret field in clear")
 
 
 def load_hmac_key(path: Path) -> bytes:

@@ -12,11 +12,13 @@ of it back. Mints run concurrently without a lock: "tuple concurrently
 updated" comes from two sessions rewriting one catalog row (two ``GRANT ... ON
 TABLE`` to one table both rewrite its ``relacl``); a membership grant inserts a
 ``pg_auth_members`` row of its own, and an ephemeral role never gets a table
-privilege (tests/integration/test_lease_concurrency.py, 32 at once). The
-password is random, drawn from every printable ASCII character (quotes and
-backslashes included), and is sent to the server only as a SCRAM-SHA-256
-verifier computed by libpq, so no server log (``log_statement``, pgaudit's
-``role`` class, an error's statement) can ever contain it.
+privilege (tests/integration/test_lease_concurrency.py, 32 at once).
+
+The password is random (:mod:`~trustloop.devstack.vault.scram_verifier`: 32
+printable ASCII characters, quotes and backslashes included) and is sent to the
+server only as a SCRAM-SHA-256 verifier computed here, with one PBKDF2 round
+(that module says why), so no server log (``log_statement``, pgaudit's ``role``
+class, an error's statement) can ever contain it.
 
 Revoke, idempotent: ``ALTER ROLE ... NOLOGIN`` (no new sessions), cancel the
 role's running statements and wait briefly (the client then reads "canceling
@@ -46,8 +48,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import re
-import secrets
-import string
 import threading
 import time
 import uuid
@@ -61,6 +61,7 @@ from psycopg import sql
 
 from trustloop.devstack.jwtcheck import Clock
 from trustloop.devstack.vault.pgpool import Connection, ConnectionPool
+from trustloop.devstack.vault.scram_verifier import random_password, scram_verifier
 
 log = structlog.get_logger(__name__)
 
@@ -72,8 +73,6 @@ _LOCK_TIMEOUT = "SET LOCAL lock_timeout = '2s'"  # a revoke waits no longer per 
 REVOKE_ATTEMPTS = 4
 REVOKE_BACKOFF_S = 0.1  # doubled after each failed attempt
 STATEMENT_TIMEOUT_MARGIN_MS = 2000  # a statement ends this long before its lease
-PASSWORD_ALPHABET = string.ascii_letters + string.digits + string.punctuation + " "
-PASSWORD_LENGTH = 32
 
 _CREATE_ROLE = sql.SQL(
     "CREATE ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT "
@@ -176,11 +175,10 @@ class LeaseEngine:
         credential = Credential(spec.role_name, password)
         timeout_ms = self._statement_timeout_ms(spec)
 
-        with self._pool.connection() as conn:
-            verifier = _scram_verifier(conn, spec.role_name, password)
-            with conn.transaction():
-                _create_role(conn, spec, verifier, timeout_ms)
-                before_commit(credential)
+        verifier = scram_verifier(password)
+        with self._pool.connection() as conn, conn.transaction():
+            _create_role(conn, spec, verifier, timeout_ms)
+            before_commit(credential)
         return credential
 
     def revoke(self, role_name: str) -> bool:
@@ -252,11 +250,6 @@ class LeaseEngine:
         return self._role_locks[hash(role_name) % len(self._role_locks)]
 
 
-def random_password() -> str:
-    """:data:`PASSWORD_LENGTH` characters from :data:`PASSWORD_ALPHABET`."""
-    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(PASSWORD_LENGTH))
-
-
 def _check_role_name(role_name: str) -> None:
     if not ROLE_NAME.fullmatch(role_name):
         raise ValueError("not an ephemeral role name")
@@ -264,14 +257,6 @@ def _check_role_name(role_name: str) -> None:
 
 def _role_names(rows: list[tuple[object, ...]]) -> list[str]:
     return sorted({str(row[0]) for row in rows if ROLE_NAME.fullmatch(str(row[0]))})
-
-
-def _scram_verifier(conn: Connection, role_name: str, password: str) -> str:
-    """The SCRAM-SHA-256 secret for ``password``, computed client-side by libpq."""
-    raw = conn.pgconn.encrypt_password(
-        password.encode(), role_name.encode(), b"scram-sha-256"
-    )
-    return raw.decode()
 
 
 def _create_role(
