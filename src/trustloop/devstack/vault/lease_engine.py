@@ -20,17 +20,25 @@ server only as a SCRAM-SHA-256 verifier computed here, with one PBKDF2 round
 (that module says why), so no server log (``log_statement``, pgaudit's ``role``
 class, an error's statement) can ever contain it.
 
-Revoke, idempotent: ``ALTER ROLE ... NOLOGIN`` (no new sessions), cancel the
-role's running statements and wait briefly (the client then reads "canceling
-statement", SQLSTATE 57014, which the rhythm reports as an expired credential,
-unlike a server restart's 57P01), terminate every session of the role and wait
-for it (``DROP ROLE`` alone leaves a live session working), ``DROP OWNED`` only
-when the role owns something (PostgreSQL 15 requires the engine to hold the
-role's privileges for it, so it grants itself membership first), ``DROP ROLE``,
-delete the grant row, and a final sweep for a session that raced the
-``NOLOGIN``. A transient failure (lost connection, lock timeout, deadlock) is
-retried :data:`REVOKE_ATTEMPTS` times with backoff, each attempt on a connection
-the pool takes back or closes.
+Revoke, idempotent: ``ALTER ROLE ... NOLOGIN``, committed (no new sessions);
+cancel the role's running statements and wait briefly (the client then reads
+"canceling statement", SQLSTATE 57014, which the rhythm reports as an expired
+credential, unlike a server restart's 57P01); terminate every session of the
+role and wait for it (``DROP ROLE`` alone leaves a live session working); then,
+in one transaction under an advisory lock (one revoke of a role at a time,
+across processes) and a lock timeout, ``DROP OWNED`` only when the role owns
+something (PostgreSQL 15 requires the engine to hold the role's privileges for
+it, so it grants itself membership first), ``DROP ROLE``, delete the grant row;
+and a final sweep for a session that raced the ``NOLOGIN``. The statements go in
+psycopg pipelines, which keep their order on the server: two round trips when
+nothing runs and the role owns nothing (the usual end of a tool call). The first
+commits the ``NOLOGIN`` and, in one statement, cancels the running statements
+and terminates the idle sessions; a cancelled one is terminated after the wait.
+The second drops the role, deletes the row, commits and sweeps; a role that owns
+something fails its ``DROP ROLE`` (2BP01), which rolls it back for the careful
+path with ``DROP OWNED``. A transient failure (lost connection, lock timeout,
+deadlock) is retried :data:`REVOKE_ATTEMPTS` times with backoff, each attempt on
+a connection the pool takes back or closes.
 
 Nothing a role made outlives its lease: its objects are dropped, never
 reassigned. ``REASSIGN OWNED`` would hand them to the engine, where they
@@ -51,7 +59,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -69,6 +77,7 @@ ROLE_NAME = re.compile(r"obo_[0-9a-f]{32}")
 CONNECTION_LIMIT = 2
 TERMINATE_WAIT_MS = 2000
 CANCEL_WAIT_S = 1.0
+EXIT_POLL_S = 0.005  # how often a revoke looks whether a session exited
 _LOCK_TIMEOUT = "SET LOCAL lock_timeout = '2s'"  # a revoke waits no longer per try
 REVOKE_ATTEMPTS = 4
 REVOKE_BACKOFF_S = 0.1  # doubled after each failed attempt
@@ -84,15 +93,33 @@ _INSERT_GRANT = (
     " resource_id, stepped_up, expires_at, change_sha256)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
-_TERMINATE = (
-    "SELECT pg_terminate_backend(pid, %s) FROM pg_stat_activity"
+_TERMINATE = (  # the pids signalled; pg_terminate_backend's own wait is 100 ms steps
+    "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity"
     " WHERE usesysid = %s AND pid <> pg_backend_pid()"
 )
-_CANCEL = (  # filter first: a function in WHERE may run on other users' rows
-    "WITH running AS MATERIALIZED (SELECT pid FROM pg_stat_activity"
-    " WHERE usesysid = %s AND state = 'active' AND pid <> pg_backend_pid())"
-    " SELECT pid FROM running WHERE pg_cancel_backend(pid)"
+_STILL_THERE = (  # a backend leaves pg_stat_activity as it exits, its work undone
+    "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s) AND usesysid = %s"
 )
+# One statement: the role's oid; cancel its running statements; terminate its
+# other sessions (nothing to cancel there). Every CTE is materialized so each
+# filter runs before the function that signals a backend: a function in WHERE
+# may otherwise run on other users' rows.
+_STOP_SESSIONS = (
+    "WITH target AS MATERIALIZED (SELECT oid FROM pg_roles WHERE rolname = %(role)s),"
+    " sessions AS MATERIALIZED (SELECT a.pid, a.state = 'active' AS running"
+    " FROM pg_stat_activity a JOIN target t ON a.usesysid = t.oid"
+    " WHERE a.pid <> pg_backend_pid()),"
+    " running AS MATERIALIZED (SELECT pid FROM sessions WHERE running),"
+    " cancelled AS MATERIALIZED (SELECT pid FROM running WHERE pg_cancel_backend(pid)),"
+    " others AS MATERIALIZED (SELECT pid FROM sessions"
+    " WHERE pid NOT IN (SELECT pid FROM cancelled))"
+    " SELECT t.oid, ARRAY(SELECT pid FROM cancelled),"
+    " ARRAY(SELECT pid FROM others WHERE pg_terminate_backend(pid))"
+    " FROM target t"
+)
+_ROLE_OID = "SELECT oid FROM pg_roles WHERE rolname = %s"
+_ADVISORY_LOCK = "SELECT pg_advisory_xact_lock(hashtext(%s))"
+_DELETE_GRANT = "DELETE FROM access.grants WHERE role_name = %s"
 _STILL_ACTIVE = (
     "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s) AND state = 'active'"
 )
@@ -173,9 +200,9 @@ class LeaseEngine:
         _check_role_name(spec.role_name)
         password = self._new_password()
         credential = Credential(spec.role_name, password)
+        verifier = scram_verifier(password)
         timeout_ms = self._statement_timeout_ms(spec)
 
-        verifier = scram_verifier(password)
         with self._pool.connection() as conn, conn.transaction():
             _create_role(conn, spec, verifier, timeout_ms)
             before_commit(credential)
@@ -228,17 +255,22 @@ class LeaseEngine:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _revoke_once(self, role_name: str) -> _Dropped:
+        """Two round trips when the role has no running statement and owns nothing.
+
+        First round trip: ``NOLOGIN`` (committed), cancel, terminate the idle
+        sessions. Second: lock, drop, delete the row, commit, final sweep. A
+        cancelled statement adds the wait and a terminate between them; a role
+        that owns something takes the careful path (:func:`_drop_role`).
+        """
         with self._pool.connection() as conn:
-            oid = _role_oid(conn, role_name)
-            if oid is not None:
-                _disable_login(conn, role_name)
-                _cancel_statements(conn, oid)
-                _terminate_sessions(conn, oid)
-            with conn.transaction():
-                conn.execute(_LOCK_TIMEOUT)
-                outcome = _drop_role(conn, role_name)
-            if oid is not None:
-                _terminate_sessions(conn, oid)
+            oid = _disable_login(conn, role_name)
+            outcome = _drop_role_at_once(conn, role_name, oid)
+            if outcome is None:
+                with conn.transaction():
+                    conn.execute(_LOCK_TIMEOUT)
+                    outcome = _drop_role(conn, role_name)
+                if oid is not None:
+                    _terminate_sessions(conn, oid)
         return outcome
 
     def _statement_timeout_ms(self, spec: GrantSpec) -> int:
@@ -260,6 +292,19 @@ def _role_names(rows: list[tuple[object, ...]]) -> list[str]:
 
 
 def _create_role(
+    conn: Connection, spec: GrantSpec, verifier: str, timeout_ms: int
+) -> None:
+    """Queue the role's statements in the caller's transaction; one round trip.
+
+    The pipeline ends with a sync, so the first failing statement raises here,
+    before the caller's ``before_commit`` runs, and the caller's transaction
+    rolls all of it back.
+    """
+    with conn.pipeline():
+        _queue_role_statements(conn, spec, verifier, timeout_ms)
+
+
+def _queue_role_statements(
     conn: Connection, spec: GrantSpec, verifier: str, timeout_ms: int
 ) -> None:
     role = sql.Identifier(spec.role_name)
@@ -295,9 +340,7 @@ def _create_role(
 
 
 def _role_oid(conn: Connection, role_name: str) -> int | None:
-    row = conn.execute(
-        "SELECT oid FROM pg_roles WHERE rolname = %s", [role_name]
-    ).fetchone()
+    row = conn.execute(_ROLE_OID, [role_name]).fetchone()
     return int(row[0]) if row else None
 
 
@@ -315,7 +358,7 @@ def _drop_role(conn: Connection, role_name: str) -> _Dropped:
     The grant row goes even when the role cannot (it owns objects in another
     database, where ``DROP OWNED`` from here cannot reach).
     """
-    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [role_name])
+    conn.execute(_ADVISORY_LOCK, [role_name])
     oid = _role_oid(conn, role_name)
     outcome = _Dropped.GONE
     if oid is not None:
@@ -326,25 +369,91 @@ def _drop_role(conn: Connection, role_name: str) -> _Dropped:
             outcome = _Dropped.YES
         except psycopg.errors.DependentObjectsStillExist:
             outcome = _Dropped.STUCK
-    conn.execute("DELETE FROM access.grants WHERE role_name = %s", [role_name])
+    conn.execute(_DELETE_GRANT, [role_name])
     return outcome
 
 
-def _disable_login(conn: Connection, role_name: str) -> None:
-    # Dropped meanwhile by another process: the rest is idempotent.
-    with contextlib.suppress(psycopg.errors.UndefinedObject):
-        conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(role_name)))
+def _drop_role_at_once(
+    conn: Connection, role_name: str, oid: int | None
+) -> _Dropped | None:
+    """:func:`_drop_role` without ``DROP OWNED``, then the sweep: one round trip.
+
+    None, with everything rolled back, when the role owns something: ``DROP
+    ROLE`` refuses (2BP01) a role with any entry in ``pg_shdepend`` (an object
+    or a privilege, in any database), what :data:`_OWNS_ANYTHING` looks for,
+    and the caller then takes the careful path. The oid is read after the
+    advisory lock, in a statement of its own (a statement's snapshot predates
+    a lock it takes), so the loser of a race reports the role gone. The sweep
+    runs after the ``COMMIT``, for a session that raced the ``NOLOGIN``.
+    """
+    sweep = None
+    try:
+        with _pipelined(conn):
+            conn.execute("BEGIN")
+            conn.execute(_LOCK_TIMEOUT)
+            conn.execute(_ADVISORY_LOCK, [role_name])
+            found = conn.execute(_ROLE_OID, [role_name])
+            conn.execute(
+                sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role_name))
+            )
+            conn.execute(_DELETE_GRANT, [role_name])
+            conn.execute("COMMIT")
+            if oid is not None:
+                sweep = conn.execute(_TERMINATE, [oid])
+    except psycopg.errors.DependentObjectsStillExist:
+        return None
+
+    row = found.fetchone()
+    dropped = int(row[0]) if row else None
+    if sweep is not None and oid is not None:
+        _await_exit(conn, [int(pid) for pid, sent in sweep.fetchall() if sent], oid)
+    if dropped is not None and dropped != oid:
+        _terminate_sessions(conn, dropped)  # made after the NOLOGIN looked for it
+    return _Dropped.GONE if dropped is None else _Dropped.YES
 
 
-def _cancel_statements(conn: Connection, oid: int) -> None:
-    """Cancel the role's running statements; wait (briefly) until they stopped.
+def _disable_login(conn: Connection, role_name: str) -> int | None:
+    """``NOLOGIN``, committed, then end every session; the oid, None if no role.
+
+    One round trip when no statement is running: the ``COMMIT`` ends the
+    ``ALTER ROLE``'s transaction before :data:`_STOP_SESSIONS` runs, so no new
+    session starts once it has looked (one that had already passed the login
+    check is the final sweep's). Idle sessions are terminated in that
+    statement; a running statement is cancelled there, and its session is
+    terminated only after :func:`_await_cancelled`.
+    """
+    try:
+        with _pipelined(conn):
+            conn.execute("BEGIN")
+            conn.execute(
+                sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(role_name))
+            )
+            conn.execute("COMMIT")
+            stop = conn.execute(_STOP_SESSIONS, {"role": role_name})
+    except psycopg.errors.UndefinedObject:
+        return None  # dropped meanwhile by another process: the rest is idempotent
+
+    row = stop.fetchone()
+    if row is None:
+        return None
+    oid = int(row[0])
+    cancelled, terminated = [int(p) for p in row[1]], [int(p) for p in row[2]]
+    if cancelled:
+        _await_cancelled(conn, cancelled)
+        _terminate_sessions(conn, oid)
+    else:
+        _await_exit(conn, terminated, oid)
+    return oid
+
+
+def _await_cancelled(conn: Connection, pids: list[int]) -> None:
+    """Wait (briefly) until the cancelled statements stopped.
 
     The client then reads a cancellation (57014) before its session is
     terminated, so it can tell "my lease ended" from "the server went away".
     """
-    pids = [int(row[0]) for row in conn.execute(_CANCEL, [oid]).fetchall()]
     deadline = time.monotonic() + CANCEL_WAIT_S
-    while pids and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
         row = conn.execute(_STILL_ACTIVE, [pids]).fetchone()
         if row is None or not row[0]:
             return
@@ -353,9 +462,44 @@ def _cancel_statements(conn: Connection, oid: int) -> None:
 
 def _terminate_sessions(conn: Connection, oid: int) -> None:
     """Terminate every backend of the role and wait for each to exit."""
-    results = conn.execute(_TERMINATE, [TERMINATE_WAIT_MS, oid]).fetchall()
-    if not all(row[0] for row in results):
-        log.warning("session_termination_slow", role_oid=oid)
+    rows = conn.execute(_TERMINATE, [oid]).fetchall()
+    _await_exit(conn, [int(pid) for pid, sent in rows if sent], oid)
+
+
+def _await_exit(conn: Connection, pids: list[int], oid: int) -> None:
+    """Wait until the terminated backends exited, :data:`TERMINATE_WAIT_MS` at most.
+
+    Polled every :data:`EXIT_POLL_S`: ``pg_terminate_backend``'s own wait
+    sleeps in 100 ms steps, so a backend that exits in 3 ms cost 100 ms.
+    """
+    deadline = time.monotonic() + TERMINATE_WAIT_MS / 1000
+    while pids:
+        row = conn.execute(_STILL_THERE, [pids, oid]).fetchone()
+        if row is None or not row[0]:
+            return
+        if time.monotonic() >= deadline:
+            log.warning("session_termination_slow", role_oid=oid)
+            return
+        time.sleep(EXIT_POLL_S)
+
+
+@contextlib.contextmanager
+def _pipelined(conn: Connection) -> Iterator[None]:
+    """Send the block's statements together and wait once for all the results.
+
+    After a failing statement the server skips the rest up to the sync; a
+    transaction the block began is then left failed, so it is rolled back here
+    and the connection is idle again (a broken one the pool closes).
+    """
+    try:
+        with conn.pipeline():
+            yield
+    except psycopg.Error:
+        failed = conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+        if failed and not conn.broken:
+            with contextlib.suppress(psycopg.Error):
+                conn.rollback()
+        raise
 
 
 def _drop_owned(conn: Connection, role_name: str, oid: int) -> None:
