@@ -210,6 +210,9 @@ async def test_failed_revoke_is_logged_with_lease_id_and_the_result_stands(
 
     (failed,) = [e for e in logs if e["event"] == "lease_revoke_failed"]
     assert failed["lease_id"] == LEASE_ID
+    # The class only, no traceback: a renderer could print the keys in its locals.
+    assert failed["error"] == "VaultUnavailableError"
+    assert "exc_info" not in failed
     (line,) = audit_lines(stack)
     assert line["outcome"] == "ok"
     assert line["lease_revoked"] is False

@@ -404,16 +404,22 @@ class Rhythm:
     async def _close(self, conn: Connection, record: CallRecord) -> None:
         try:
             await self._shielded(record, "close", conn.close)
-        except Exception:
-            log.warning("connection_close_failed", exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - best effort, the result stands
+            # The class only: a traceback renderer may print local variables.
+            log.warning("connection_close_failed", error=type(exc).__name__)
 
     async def _revoke(self, lease: Lease, record: CallRecord) -> None:
         """Step 4b: revoke now; if that fails Vault's reaper is the backstop."""
         revoke = self._vault.revoke
         try:
             await self._shielded(record, "revoke", lambda: revoke(lease.lease_id))
-        except Exception:
-            log.warning("lease_revoke_failed", lease_id=lease.lease_id, exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - Vault's reaper is the backstop
+            # The class only: the lease's password is a local variable up the stack.
+            log.warning(
+                "lease_revoke_failed",
+                lease_id=lease.lease_id,
+                error=type(exc).__name__,
+            )
             return
         record.lease_revoked = True
 
