@@ -34,7 +34,6 @@ Every exchange, granted or refused, is one audit event (``token_exchanged`` or
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,6 +52,7 @@ from trustloop.devstack.idp.policy import (
 )
 from trustloop.devstack.idp.step_up import StepUp
 from trustloop.devstack.idp.tokens import AccessTokens, TokenIssuer
+from trustloop.devstack.jti_ledger import JtiLedger
 from trustloop.devstack.jwtcheck import LEEWAY_S, Clock, JwtInvalidError
 from trustloop.identity.oauth import (
     ACCESS_TOKEN_TYPE,
@@ -290,26 +290,12 @@ def _check_token_types(form: Mapping[str, str]) -> None:
         raise invalid_request(f"requested_token_type must be {JWT_TOKEN_TYPE}")
 
 
-class SeenJtis:
+class SeenJtis(JtiLedger):
     """Actor-token ``jti``s already presented, each kept until its token expires."""
 
     def __init__(self, clock: Clock) -> None:
-        self._clock = clock
-        self._seen: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def first_use(self, jti: str, exp: float) -> bool:
-        """Record ``jti``; False if it was seen before (a replay)."""
-        now = self._clock()
-        with self._lock:
-            # The validator accepts a token up to LEEWAY_S past exp: keep it as long.
-            expired = [j for j, e in self._seen.items() if e + LEEWAY_S < now]
-            for old in expired:
-                del self._seen[old]
-            if jti in self._seen:
-                return False
-            self._seen[jti] = exp
-            return True
+        # The validator accepts a token up to LEEWAY_S past exp: keep it as long.
+        super().__init__(clock, grace_s=LEEWAY_S)
 
 
 def _check_may_act(may_act: object, actor: str) -> None:

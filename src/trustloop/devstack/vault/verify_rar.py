@@ -21,7 +21,6 @@ grant read a restricted patient's rows.
 
 from __future__ import annotations
 
-import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
+from trustloop.devstack.jti_ledger import JtiLedger as SharedLedger
 from trustloop.devstack.jwtcheck import Clock, JwksCache, JwtInvalidError, JwtValidator
 from trustloop.devstack.vault.endpoint import Exchange
 from trustloop.devstack.vault.errors import (
@@ -78,24 +78,15 @@ class VerifiedObo:
     stepped_up: bool = False
 
 
-class JtiLedger:
-    """Single-use ``jti``s, each remembered until its token's ``exp``."""
+class JtiLedger(SharedLedger):
+    """Single-use OBO ``jti``s, each remembered until its token's ``exp``."""
 
     def __init__(self, clock: Clock) -> None:
-        self._clock = clock
-        self._seen: dict[str, float] = {}
-        self._lock = threading.Lock()
+        super().__init__(clock, grace_s=IAT_LEEWAY_S)
 
     def use(self, jti: str, exp: float) -> bool:
         """Record ``jti``; False if it was seen before."""
-        now = self._clock()
-        with self._lock:
-            for old in [k for k, v in self._seen.items() if v < now - IAT_LEEWAY_S]:
-                del self._seen[old]
-            if jti in self._seen:
-                return False
-            self._seen[jti] = exp
-        return True
+        return self.first_use(jti, exp)
 
 
 class OboVerifier:
