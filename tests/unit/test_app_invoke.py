@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ssl
+from typing import Any
+
 import httpx
+import pytest
 from botocore.credentials import Credentials  # type: ignore[import-untyped]
 
 from trustloop.agent.runtime import read_user_token
@@ -74,3 +78,38 @@ def test_invocations_url_keeps_agentcores_qualifier_query() -> None:
     assert invocations_url("https://h/runtimes/a%3Ab/?qualifier=DEFAULT") == (
         "https://h/runtimes/a%3Ab/invocations?qualifier=DEFAULT"
     )
+
+
+def test_each_question_gets_its_own_client_sharing_one_verifying_tls_context(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """runtime_client.invoke (CLI, benchmarks): a new client per question, one
+    CA store load per process, and certificates still checked."""
+    from trustloop.app import runtime_client
+
+    made: list[httpx.Client] = []
+    contexts: list[Any] = []
+    real_client = httpx.Client
+
+    def client(**kwargs: Any) -> httpx.Client:
+        contexts.append(kwargs.get("verify"))
+        made.append(real_client(**kwargs, transport=_answer_401()))
+        return made[-1]
+
+    monkeypatch.setattr(httpx, "Client", client)
+    for _ in range(2):
+        with pytest.raises(runtime_client.InvocationError, match="HTTP 401"):
+            list(
+                runtime_client.invoke(
+                    "https://runtime.example", "hi", access_token="t", session_id="s"
+                )
+            )
+
+    assert made[0] is not made[1]
+    assert contexts[0] is contexts[1] is runtime_client.tls_context()
+    assert contexts[0].verify_mode is ssl.CERT_REQUIRED
+    assert contexts[0].check_hostname
+
+
+def _answer_401() -> httpx.MockTransport:
+    return httpx.MockTransport(lambda request: httpx.Response(401))
