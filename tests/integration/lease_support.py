@@ -7,6 +7,7 @@ others), yields its credential and revokes it afterwards.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -105,3 +106,39 @@ def admin_rows(cluster: ClusterInfo, query: str, *params: object) -> list[Any]:
     """Rows of a superuser query (RLS bypassed): what is really stored."""
     with psycopg.connect(cluster.admin_conninfo()) as conn:
         return conn.execute(query.encode(), params).fetchall()
+
+
+def run_in_background(
+    conn: psycopg.Connection[Any], query: str
+) -> tuple[threading.Thread, list[object]]:
+    """Start ``query`` on ``conn`` in a thread; its first row or its psycopg error
+    lands in the list. Join the thread before reading the list."""
+    outcomes: list[object] = []
+
+    def run() -> None:
+        try:
+            outcomes.append(conn.execute(query.encode()).fetchone())
+        except psycopg.Error as exc:
+            outcomes.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcomes
+
+
+_SESSION_STATES = {
+    "running": "SELECT 1 FROM pg_stat_activity WHERE usename = %s AND state = 'active'",
+    "waiting for a lock": (
+        "SELECT 1 FROM pg_stat_activity WHERE usename = %s AND wait_event_type = 'Lock'"
+    ),
+}
+
+
+def wait_for_session(cluster: ClusterInfo, role: str, state: str) -> None:
+    """Until a session of ``role`` is in ``state`` (a key of :data:`_SESSION_STATES`)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if admin_rows(cluster, _SESSION_STATES[state], role):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"no session of the role was {state} within 10 s")

@@ -19,6 +19,8 @@ from lease_support import (
     grant_spec,
     lease_engine,
     leased,
+    run_in_background,
+    wait_for_session,
 )
 
 from trustloop.devstack.vault.lease_engine import (
@@ -313,7 +315,6 @@ def test_statement_running_when_its_lease_is_revoked_reads_as_an_expired_credent
     """The reaper cancels first (57014), so the tool can say why; a server
     restart's termination (57P01) stays "temporarily unavailable"."""
     patient = _patients(cluster)[0]
-    failures: list[Exception] = []
 
     with (
         lease_engine(cluster) as engine,
@@ -326,41 +327,21 @@ def test_statement_running_when_its_lease_is_revoked_reads_as_an_expired_credent
             autocommit=True,
         )
 
-        def query() -> None:
-            try:
-                conn.execute("SELECT count(*) FROM clinical.observations")
-            except psycopg.Error as exc:
-                failures.append(exc)
-
-        running = threading.Thread(target=query)
-        running.start()
-        _wait_until_waiting(cluster, credential.username)
+        running, failures = run_in_background(
+            conn, "SELECT count(*) FROM clinical.observations"
+        )
+        wait_for_session(cluster, credential.username, "waiting for a lock")
         engine.revoke(credential.username)
         running.join(timeout=10)
         conn.close()
 
     assert len(failures) == 1, failures
-    assert type(failures[0]).__name__ == "QueryCanceled", repr(failures[0])
+    assert isinstance(failures[0], psycopg.errors.QueryCanceled), repr(failures[0])
     assert str(translate(failures[0])) == (
         "invalid_token: the database credential expired"
     )
     restart = psycopg.errors.AdminShutdown("terminating connection")
     assert str(translate(restart)) == "temporarily_unavailable: database"
-
-
-def _wait_until_waiting(cluster: ClusterInfo, role: str) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        rows = admin_rows(
-            cluster,
-            "SELECT 1 FROM pg_stat_activity WHERE usename = %s"
-            " AND wait_event_type = 'Lock'",
-            role,
-        )
-        if rows:
-            return
-        time.sleep(0.02)
-    raise AssertionError("the query never reached the lock")
 
 
 def test_database_refusals_read_as_access_denied() -> None:

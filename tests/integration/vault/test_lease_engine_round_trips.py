@@ -15,7 +15,6 @@ import shutil
 import socket
 import tempfile
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +22,14 @@ from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
-from lease_support import LEASE_ENGINE, admin_rows, grant_spec, leased
+from lease_support import (
+    LEASE_ENGINE,
+    admin_rows,
+    grant_spec,
+    leased,
+    run_in_background,
+    wait_for_session,
+)
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
@@ -329,8 +335,6 @@ def test_revoke_leaves_another_roles_running_statement_alone(
 ) -> None:
     """Cancelling and terminating are filtered to the revoked role's sessions."""
     spec, bystander = _spec(cluster), _spec(cluster)
-    results: list[object] = []
-
     with (
         _engine(cluster) as engine,
         leased(engine, bystander) as other,
@@ -338,16 +342,8 @@ def test_revoke_leaves_another_roles_running_statement_alone(
         leased(engine, spec) as role,
         role.connect(cluster),
     ):
-
-        def sleep() -> None:
-            try:
-                results.append(busy.execute("SELECT 1 FROM pg_sleep(0.5)").fetchone())
-            except psycopg.Error as exc:
-                results.append(exc)
-
-        running = threading.Thread(target=sleep)
-        running.start()
-        _wait_until_active(cluster, bystander.role_name)
+        running, results = run_in_background(busy, "SELECT 1 FROM pg_sleep(0.5)")
+        wait_for_session(cluster, bystander.role_name, "running")
         engine.revoke(spec.role_name)
         running.join(timeout=10)
         after = busy.execute("SELECT 2").fetchone()
@@ -363,17 +359,3 @@ def _engine(cluster: ClusterInfo) -> Iterator[LeaseEngine]:
         yield LeaseEngine(pool)
     finally:
         pool.close()
-
-
-def _wait_until_active(cluster: ClusterInfo, role: str) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        rows = admin_rows(
-            cluster,
-            "SELECT 1 FROM pg_stat_activity WHERE usename = %s AND state = 'active'",
-            role,
-        )
-        if rows:
-            return
-        time.sleep(0.02)
-    raise AssertionError("the statement never started")
