@@ -117,14 +117,29 @@ def _clinicians(stack: Stack, cluster: ClusterInfo, n: int) -> list[Clinician]:
 
 async def _run_all(
     settings: Settings, people: list[Clinician], calls: int, direct: bool, budget: float
-) -> float:
+) -> tuple[float, float]:
+    """When the clinicians started (``perf_counter``) and how long they all took."""
     run = run_direct if direct else run_runtime
     deadline = time.monotonic() + budget
     started = time.perf_counter()
     async with anyio.create_task_group() as tasks:
         for c in people:
             tasks.start_soon(run, settings, c, calls, deadline)
-    return time.perf_counter() - started
+    return started, time.perf_counter() - started
+
+
+def _all_calling(people: list[Clinician], started: float) -> tuple[int, float]:
+    """Calls finished while every clinician was still calling, and that window.
+
+    The window closes when the first clinician makes its last call: after that
+    fewer are calling, so the overall rate mixes in a tail with less load.
+    """
+    ends = [max(o.ended for o in c.outcomes) for c in people if c.outcomes]
+    if len(ends) < len(people):
+        return 0, 0.0  # a clinician made no call at all
+    closes = min(ends)
+    done = sum(1 for c in people for o in c.outcomes if o.ended <= closes)
+    return done, closes - started
 
 
 def main(clinicians: int, calls: int, budget: float, direct: bool) -> None:
@@ -140,7 +155,9 @@ def main(clinicians: int, calls: int, budget: float, direct: bool) -> None:
         people = _clinicians(stack, cluster, clinicians)
         before = audit_sizes(stack.settings.audit_dir)
         cpu_before = snapshot(stack)
-        wall = anyio.run(_run_all, stack.settings, people, calls, direct, budget)
+        started, wall = anyio.run(
+            _run_all, stack.settings, people, calls, direct, budget
+        )
         cpu = spent(cpu_before, snapshot(stack))
 
         outcomes = [o for c in people for o in c.outcomes]
@@ -163,6 +180,12 @@ def main(clinicians: int, calls: int, budget: float, direct: bool) -> None:
     mode = "direct MCP tool calls" if direct else "reads through the runtime"
     print(f"load: {clinicians} clinicians x {calls} calls, {mode}, loopback")
     _print_calls(outcomes, wall, direct)
+    done, window = _all_calling(people, started)
+    if window > 0:
+        print(
+            f"  while all {clinicians} were calling: {done} calls in {window:.1f} s:"
+            f" {done / window:.1f} calls/s"
+        )
     _print_cpu(cpu, len(outcomes), wall)
     print(f"  obo_ roles left in pg_roles afterwards: {roles}")
     for kind, table in (("note", "notes"), ("medication", "medication_changes")):

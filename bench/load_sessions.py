@@ -70,6 +70,7 @@ class Outcome:
     step_up: bool = False
     obo_jti: str | None = None
     detail: str = ""
+    ended: float = field(default_factory=time.perf_counter)  # made as the call ends
 
 
 @dataclass
