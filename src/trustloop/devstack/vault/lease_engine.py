@@ -29,16 +29,19 @@ in one transaction under an advisory lock (one revoke of a role at a time,
 across processes) and a lock timeout, ``DROP OWNED`` only when the role owns
 something (PostgreSQL 15 requires the engine to hold the role's privileges for
 it, so it grants itself membership first), ``DROP ROLE``, delete the grant row;
-and a final sweep for a session that raced the ``NOLOGIN``. The statements go in
-psycopg pipelines, which keep their order on the server: two round trips when
-nothing runs and the role owns nothing (the usual end of a tool call). The first
+and a final sweep for a session that raced the ``NOLOGIN`` (one still starting
+then is invisible to it: :meth:`LeaseEngine.end_orphaned_sessions`, which the
+reaper runs every round, ends it). The statements go in psycopg pipelines,
+which keep their order on the server: two round trips when nothing runs and the
+role owns nothing (the usual end of a tool call). The first
 commits the ``NOLOGIN`` and, in one statement, cancels the running statements
 and terminates the idle sessions; a cancelled one is terminated after the wait.
 The second drops the role, deletes the row, commits and sweeps; a role that owns
 something fails its ``DROP ROLE`` (2BP01), which rolls it back for the careful
 path with ``DROP OWNED``. A transient failure (lost connection, lock timeout,
 deadlock) is retried :data:`REVOKE_ATTEMPTS` times with backoff, each attempt on
-a connection the pool takes back or closes.
+a connection the pool takes back or closes; a retry that finds the role gone
+still sweeps the sessions of the oid an earlier attempt saw.
 
 Nothing a role made outlives its lease: its objects are dropped, never
 reassigned. ``REASSIGN OWNED`` would hand them to the engine, where they
@@ -138,6 +141,25 @@ _EVERY_ROLE = (
     "SELECT rolname FROM pg_roles WHERE rolname ~ '^obo_[0-9a-f]{32}$'"
     " UNION SELECT role_name FROM access.grants"
 )
+# Client sessions whose role no longer exists. A login that passed the role's
+# login check just before NOLOGIN committed shows in pg_stat_activity only at
+# the end of its start-up, after the revoke's sweep looked: it then runs as a
+# dropped role (PUBLIC's rights, no grant row), until the reaper ends it here.
+# Two statements: the second, with a later snapshot, confirms the role is
+# really gone, so a role created and logged in during the first statement is
+# never taken for a dropped one; pid and usesysid must both still match.
+_ORPHAN_CANDIDATES = (
+    "SELECT a.pid, a.usesysid FROM pg_stat_activity a"
+    " WHERE a.backend_type = 'client backend' AND a.usesysid IS NOT NULL"
+    " AND NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = a.usesysid)"
+)
+_END_ORPHANS = (
+    "WITH orphaned AS MATERIALIZED (SELECT a.pid FROM pg_stat_activity a"
+    " JOIN unnest(%s::int[], %s::oid[]) AS c(pid, usesysid)"
+    " ON a.pid = c.pid AND a.usesysid = c.usesysid"
+    " WHERE NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = a.usesysid))"
+    " SELECT pid FROM orphaned WHERE pg_terminate_backend(pid)"
+)
 _TRANSIENT = (psycopg.OperationalError, psycopg.errors.InternalError)
 
 
@@ -236,11 +258,28 @@ class LeaseEngine:
             rows = conn.execute(_EVERY_ROLE).fetchall()
         return _role_names(rows)
 
+    def end_orphaned_sessions(self) -> int:
+        """Terminate every client session whose role no longer exists; how many.
+
+        The reaper calls this every round (see :data:`_ORPHAN_CANDIDATES`).
+        """
+        with self._pool.connection() as conn:
+            rows = conn.execute(_ORPHAN_CANDIDATES).fetchall()
+            if not rows:
+                return 0
+            pids = [int(row[0]) for row in rows]
+            oids = [int(row[1]) for row in rows]
+            ended = conn.execute(_END_ORPHANS, [pids, oids]).fetchall()
+        if ended:
+            log.warning("orphaned_sessions_ended", count=len(ended))
+        return len(ended)
+
     def _revoke_with_retries(self, role_name: str) -> _Dropped:
         delay = REVOKE_BACKOFF_S
+        seen: list[int] = []  # the role's oid, once an attempt found the role
         for attempt in range(1, REVOKE_ATTEMPTS + 1):
             try:
-                return self._revoke_once(role_name)
+                return self._revoke_once(role_name, seen)
             except _TRANSIENT as exc:
                 log.warning(
                     "lease_revoke_retry",
@@ -254,16 +293,24 @@ class LeaseEngine:
                 delay *= 2
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _revoke_once(self, role_name: str) -> _Dropped:
+    def _revoke_once(self, role_name: str, seen: list[int]) -> _Dropped:
         """Two round trips when the role has no running statement and owns nothing.
 
         First round trip: ``NOLOGIN`` (committed), cancel, terminate the idle
         sessions. Second: lock, drop, delete the row, commit, final sweep. A
         cancelled statement adds the wait and a terminate between them; a role
         that owns something takes the careful path (:func:`_drop_role`).
+
+        ``seen`` keeps the role's oid across attempts: an attempt that lost its
+        connection after the drop committed never ran its sweep, and the next
+        attempt, finding the role gone, sweeps that oid instead.
         """
         with self._pool.connection() as conn:
             oid = _disable_login(conn, role_name)
+            if oid is not None and not seen:
+                seen.append(oid)
+            if oid is None and seen:
+                _terminate_sessions(conn, seen[0])
             outcome = _drop_role_at_once(conn, role_name, oid)
             if outcome is None:
                 with conn.transaction():

@@ -55,13 +55,23 @@ class Reaper:
         self._stuck: dict[str, float] = {}  # role -> when to try it again
 
     def reap_once(self) -> list[str]:
-        """Revoke every expired or orphaned role now; answer the roles removed."""
-        return self._reap_all(self._engine.expired_roles())
+        """Revoke every expired or orphaned role now; answer the roles removed.
+
+        Then end any session still running as a dropped role
+        (:meth:`LeaseEngine.end_orphaned_sessions`).
+        """
+        removed = self._reap_all(self._engine.expired_roles())
+        self._engine.end_orphaned_sessions()
+        return removed
 
     def reap_at_start(self) -> list[str]:
         """Revoke every role without a live lease here; answer the roles removed."""
         live = self._leases.live_roles(datetime.fromtimestamp(self._clock(), UTC))
-        return self._reap_all([r for r in self._engine.every_role() if r not in live])
+        removed = self._reap_all(
+            [r for r in self._engine.every_role() if r not in live]
+        )
+        self._engine.end_orphaned_sessions()
+        return removed
 
     def _reap_all(self, candidates: list[str]) -> list[str]:
         now = self._clock()
