@@ -22,9 +22,11 @@ import time
 from typing import TYPE_CHECKING, Any, cast
 
 from mcp import ListToolsResult
-from strands.tools.mcp import MCPAgentTool, MCPClient
+from strands.tools.mcp import MCPAgentTool
 from strands.types import PaginatedList
 from strands.types.exceptions import MCPClientInitializationError
+
+from trustloop.agent.mcp_client import ClosingMCPClient
 
 if TYPE_CHECKING:
     from mcp import ClientSession
@@ -38,7 +40,7 @@ _pages: dict[tuple[str, str | None], tuple[float, _Page]] = {}
 _lock = threading.Lock()
 
 
-class CachedToolsMCPClient(MCPClient):
+class CachedToolsMCPClient(ClosingMCPClient):
     """An ``MCPClient`` whose ``tools/list`` answer is shared per server URL."""
 
     def __init__(self, *args: Any, server_url: str, **kwargs: Any) -> None:
