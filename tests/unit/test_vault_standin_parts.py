@@ -11,11 +11,12 @@ import pytest
 from fakeclock import FakeClock
 
 from trustloop.audit.chain import AuditLog
+from trustloop.devstack.jti_ledger import JtiLedger
 from trustloop.devstack.vault.audit import AuditDevice, AuditRecord, load_hmac_key
 from trustloop.devstack.vault.lease_engine import LeaseEngine, role_name_for
 from trustloop.devstack.vault.pgpool import ConnectionPool
 from trustloop.devstack.vault.tokens import TokenStore
-from trustloop.devstack.vault.verify_rar import JtiLedger
+from trustloop.devstack.vault.verify_rar import IAT_LEEWAY_S
 from trustloop.identity.vault import Lease
 
 if TYPE_CHECKING:
@@ -105,12 +106,12 @@ def test_client_token_is_valid_until_its_ttl() -> None:
 
 def test_jti_is_single_use_until_its_token_expires() -> None:
     clock = FakeClock()
-    ledger = JtiLedger(clock)
-    assert ledger.use("a", clock.now + 60)
-    assert not ledger.use("a", clock.now + 60)
+    ledger = JtiLedger(clock, grace_s=IAT_LEEWAY_S)  # as Vault's OBO check
+    assert ledger.first_use("a", clock.now + 60)
+    assert not ledger.first_use("a", clock.now + 60)
     clock.now += 120
-    assert ledger.use("b", clock.now + 60)
-    assert ledger.use("a", clock.now + 60)  # forgotten: its exp check refuses it
+    assert ledger.first_use("b", clock.now + 60)
+    assert ledger.first_use("a", clock.now + 60)  # forgotten: its exp check refuses it
 
 
 def test_role_name_is_the_jti_hex() -> None:

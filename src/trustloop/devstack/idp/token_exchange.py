@@ -114,7 +114,8 @@ class TokenExchange:
         self._policy = policy
         self._audit = audit
         self._step_up = step_up
-        self._actor_jtis = SeenJtis(clock)
+        # The validator accepts a token up to LEEWAY_S past exp: keep it as long.
+        self._actor_jtis = JtiLedger(clock, grace_s=LEEWAY_S)
 
     async def __call__(self, form: Mapping[str, str]) -> dict[str, Any]:
         """The RFC 8693 §2.2.1 answer, or :class:`OAuthProblem` (always audited)."""
@@ -288,14 +289,6 @@ def _check_token_types(form: Mapping[str, str]) -> None:
         raise invalid_request(f"actor_token_type must be {JWT_TOKEN_TYPE}")
     if form.get("requested_token_type", JWT_TOKEN_TYPE) != JWT_TOKEN_TYPE:
         raise invalid_request(f"requested_token_type must be {JWT_TOKEN_TYPE}")
-
-
-class SeenJtis(JtiLedger):
-    """Actor-token ``jti``s already presented, each kept until its token expires."""
-
-    def __init__(self, clock: Clock) -> None:
-        # The validator accepts a token up to LEEWAY_S past exp: keep it as long.
-        super().__init__(clock, grace_s=LEEWAY_S)
 
 
 def _check_may_act(may_act: object, actor: str) -> None:

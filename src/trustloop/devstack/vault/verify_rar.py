@@ -29,7 +29,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from trustloop.devstack.jti_ledger import JtiLedger as SharedLedger
+from trustloop.devstack.jti_ledger import JtiLedger
 from trustloop.devstack.jwtcheck import Clock, JwksCache, JwtInvalidError, JwtValidator
 from trustloop.devstack.vault.endpoint import Exchange
 from trustloop.devstack.vault.errors import (
@@ -78,17 +78,6 @@ class VerifiedObo:
     stepped_up: bool = False
 
 
-class JtiLedger(SharedLedger):
-    """Single-use OBO ``jti``s, each remembered until its token's ``exp``."""
-
-    def __init__(self, clock: Clock) -> None:
-        super().__init__(clock, grace_s=IAT_LEEWAY_S)
-
-    def use(self, jti: str, exp: float) -> bool:
-        """Record ``jti``; False if it was seen before."""
-        return self.first_use(jti, exp)
-
-
 class OboVerifier:
     """Validates an OBO token for one caller (the actor)."""
 
@@ -104,7 +93,7 @@ class OboVerifier:
         self._validator = JwtValidator(
             keys, audience=audience, issuer=issuer, clock=clock
         )
-        self._ledger = JtiLedger(clock)
+        self._ledger = JtiLedger(clock, grace_s=IAT_LEEWAY_S)
         self._clock = clock
         self._issued_after = issued_after
 
@@ -134,7 +123,7 @@ class OboVerifier:
             raise permission_denied("invalid token: issued before this engine started")
         if not isinstance(exp, int | float) or exp <= self._clock():
             raise permission_denied("invalid token: expired")
-        if not self._ledger.use(jti, float(exp)):
+        if not self._ledger.first_use(jti, float(exp)):
             raise permission_denied("invalid token: jti already used")
         return jti, float(exp)
 
