@@ -24,11 +24,13 @@ InvokeMode = Literal["jwt", "sigv4"]
 
 @functools.cache
 def tls_context() -> ssl.SSLContext:
-    """httpx's default verifying context (system CA store), built once per process.
+    """httpx's default verifying context, built once per process.
 
-    Building one loads the CA store, about 30 to 50 ms of CPU, which a client made
-    per question paid every time even for a loopback ``http://`` URL. It holds
-    trust settings only, no credential; each question keeps its own client.
+    The same one ``httpx.Client()`` builds by default: certifi's CA bundle, or
+    ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when set. Loading the bundle costs about
+    30 to 50 ms of CPU, which a client made per question paid every time, even
+    for a loopback ``http://`` URL. It holds trust settings only, no credential;
+    each question keeps its own client.
     """
     return httpx.create_ssl_context()
 

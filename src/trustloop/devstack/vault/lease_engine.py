@@ -33,9 +33,9 @@ and a final sweep for a session that raced the ``NOLOGIN`` (one still starting
 then is invisible to it: :meth:`LeaseEngine.end_orphaned_sessions`, which the
 reaper runs every round, ends it). The statements go in psycopg pipelines,
 which keep their order on the server: two round trips when nothing runs and the
-role owns nothing (the usual end of a tool call). The first
-commits the ``NOLOGIN`` and, in one statement, cancels the running statements
-and terminates the idle sessions; a cancelled one is terminated after the wait.
+role owns nothing (the usual end of a tool call). The first commits the
+``NOLOGIN`` and, in one statement, cancels the running statements and
+terminates the idle sessions; a cancelled one is terminated after the wait.
 The second drops the role, deletes the row, commits and sweeps; a role that owns
 something fails its ``DROP ROLE`` (2BP01), which rolls it back for the careful
 path with ``DROP OWNED``. A transient failure (lost connection, lock timeout,
@@ -465,9 +465,10 @@ def _disable_login(conn: Connection, role_name: str) -> int | None:
     One round trip when no statement is running: the ``COMMIT`` ends the
     ``ALTER ROLE``'s transaction before :data:`_STOP_SESSIONS` runs, so no new
     session starts once it has looked (one that had already passed the login
-    check is the final sweep's). Idle sessions are terminated in that
-    statement; a running statement is cancelled there, and its session is
-    terminated only after :func:`_await_cancelled`.
+    check is the final sweep's, or, if still starting then, the reaper's).
+    Idle sessions are terminated in that statement; a running statement is
+    cancelled there, and its session is terminated only after
+    :func:`_await_cancelled`.
     """
     try:
         with _pipelined(conn):
