@@ -11,9 +11,9 @@ computed here, not by libpq, because libpq's ``PQencryptPasswordConn`` takes no
 iteration count (PostgreSQL 15 has no ``scram_iterations``) and always stretches
 with 4096 PBKDF2 rounds. That stretching protects a password a person chose from
 a dictionary attack on a stolen verifier; it adds nothing to a random 210-bit
-secret that lives a minute, and it cost about 2.4 ms of CPU at Vault per mint
-and again in libpq at every login (the client stretches with the count the
-server announces). So :data:`ITERATIONS` is 1: the verifier still never
+secret that lives as long as its OBO token (60 s, at most 300 s), and it cost
+about 2.4 ms of CPU at Vault per mint and again in libpq at every login (the
+client stretches with the count the server announces). So :data:`ITERATIONS` is 1: the verifier still never
 contains the password, and inverting it means searching 95^32 candidates.
 
 SASLprep (RFC 4013), which PostgreSQL applies to a password before hashing, is
