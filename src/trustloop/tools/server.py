@@ -17,12 +17,12 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import httpx
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
 from trustloop.audit.chain import AuditLog
+from trustloop.identity.idp_http import idp_http_client
 from trustloop.identity.oauth import IdpClient
 from trustloop.identity.rhythm import Rhythm
 from trustloop.identity.spiffe import WorkloadIdentity
@@ -55,10 +55,9 @@ INSTRUCTIONS = (
     "for this request: relay it, do not retry."
 )
 IDP_TIMEOUT_S = 5.0
-# Connections kept to the IdP. httpcore polls every pooled connection's socket
-# each time a request starts or ends, so the pool's size is paid on every call
-# (16 connections cost about 14% of this process's CPU under 16 clinicians);
-# a request beyond these waits for a free one, at most IDP_TIMEOUT_S.
+# Connections kept to the IdP; a request beyond these waits for a free one, at
+# most IDP_TIMEOUT_S. (With httpcore's pool, which polls every pooled socket on
+# each request, 16 cost 14% of this process's CPU; aiohttp's does not poll.)
 IDP_CONNECTIONS = 4
 
 
@@ -162,11 +161,8 @@ async def serving_app(settings: Settings) -> AsyncIterator[Starlette]:
         creds_role=settings.vault_creds_role,
     )
     try:
-        limits = httpx.Limits(
-            max_connections=IDP_CONNECTIONS, max_keepalive_connections=IDP_CONNECTIONS
-        )
-        async with httpx.AsyncClient(
-            timeout=IDP_TIMEOUT_S, limits=limits, trust_env=False
+        async with idp_http_client(
+            timeout_s=IDP_TIMEOUT_S, connections=IDP_CONNECTIONS
         ) as http:
             idp = IdpClient(settings.idp_issuer, http)
             yield wire_app(
