@@ -7,6 +7,7 @@ import uvicorn
 
 from trustloop.logging import configure
 from trustloop.settings import Settings, bind_address
+from trustloop.startup import freeze_startup_heap
 from trustloop.tools.server import serving_app
 
 # Longer than any client's idle keep-alive (httpx: 5 s), so a client never
@@ -28,6 +29,7 @@ async def serve(settings: Settings) -> None:
             http="httptools",
             timeout_keep_alive=KEEP_ALIVE_S,
         )
+        freeze_startup_heap()
         await uvicorn.Server(config).serve()
 
 

@@ -29,6 +29,7 @@ from trustloop.devstack.idp.directory import (
 from trustloop.devstack.idp.policy import PolicyFileError
 from trustloop.logging import configure
 from trustloop.settings import Settings, bind_address, require_local
+from trustloop.startup import freeze_startup_heap
 
 # Longer than any client's idle keep-alive (httpx: 5 s), so a client never
 # reuses a connection the server is closing at that moment.
@@ -51,6 +52,7 @@ def main() -> None:
     admin_sock = bind_admin_socket(admin_socket(settings.state_dir))
     host, port = bind_address(settings.idp_url)
     log.info("idp_starting", issuer=settings.idp_issuer, host=host, port=port)
+    freeze_startup_heap()
     try:
         # uvloop and httptools (C): the IdP's CPU per tool call, docs/performance.md.
         uvloop.run(

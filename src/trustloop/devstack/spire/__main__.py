@@ -8,6 +8,7 @@ import signal
 from trustloop.devstack.spire.server import SpireServer
 from trustloop.logging import configure
 from trustloop.settings import Settings, require_local
+from trustloop.startup import freeze_startup_heap
 
 
 async def serve(settings: Settings) -> None:
@@ -26,6 +27,7 @@ async def serve(settings: Settings) -> None:
             bundle_url=server.bundle_url,
             trust_domain=settings.trust_domain,
         )
+        freeze_startup_heap()
         await stop.wait()
     finally:
         await server.stop()

@@ -10,6 +10,7 @@ from trustloop.devstack.postgres import load_info
 from trustloop.devstack.vault.app import build_app
 from trustloop.logging import configure
 from trustloop.settings import Settings, bind_address, require_local
+from trustloop.startup import freeze_startup_heap
 
 LEASE_ENGINE_ROLE = "trustloop_lease_engine"
 # Vault's JWT auth ``jwks_url``, when the IdP's keys are served elsewhere than
@@ -28,6 +29,7 @@ def main() -> None:
     app = build_app(settings, conninfo=conninfo, idp_jwks_url=jwks_url)
     host, port = bind_address(settings.vault_addr)
     log.info("vault_starting", host=host, port=port)
+    freeze_startup_heap()
     uvicorn.run(
         app,
         host=host,
