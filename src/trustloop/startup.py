@@ -12,7 +12,7 @@ def freeze_startup_heap() -> None:
     the app and its clients) lives as long as the process, yet every full
     collection would walk all of it again. Frozen, collections only walk what the
     requests allocate (``gc.freeze``; under 16 clinicians it took the MCP server's
-    CPU per tool call down by 7 to 11 %, docs/performance.md "Fourth round").
+    CPU per tool call down by 6 to 8 %, docs/performance.md "Fourth round").
     Nothing is leaked: a frozen object is still freed when its count drops to zero.
     """
     gc.collect()
