@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,7 @@ from trustloop.identity.idp_http import idp_http_client
 from trustloop.identity.oauth import IdpClient, IdpUnavailableError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncIterator
 
     Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -84,32 +85,41 @@ async def test_a_form_post_gets_its_json_answer() -> None:
     assert body == b"token=t0k&client_id=c"
 
 
-async def test_concurrent_requests_share_at_most_the_allowed_connections() -> None:
-    connections = 0
+class KeepAlive:
+    """A handler answering every request on a connection with ``answer(head)``."""
 
-    async def handler(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    def __init__(self, answer: Callable[[bytes], Awaitable[bytes]]) -> None:
+        self.answer = answer
+        self.connections = 0
+
+    async def __call__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        nonlocal connections
-        connections += 1
+        self.connections += 1
         try:
-            while True:  # keep-alive: answer every request on this connection
-                await _read_request(reader)
-                await asyncio.sleep(0.02)
-                writer.write(_answer())
+            while True:
+                head, _ = await _read_request(reader)
+                writer.write(await self.answer(head))
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             writer.close()
 
+
+async def test_concurrent_requests_share_at_most_the_allowed_connections() -> None:
+    async def slowly(_head: bytes) -> bytes:
+        await asyncio.sleep(0.02)
+        return _answer()
+
+    server = KeepAlive(slowly)
     async with (
-        _server(handler) as url,
+        _server(server) as url,
         idp_http_client(timeout_s=5, connections=3) as http,
     ):
         answers = await asyncio.gather(
             *(http.post(url + "/token", data={"n": str(n)}) for n in range(16))
         )
     assert [a.status_code for a in answers] == [200] * 16
-    assert 1 <= connections <= 3
+    assert 1 <= server.connections <= 3
 
 
 def _unused_port() -> int:
@@ -185,24 +195,13 @@ async def test_the_idp_client_reports_an_unreachable_idp_by_error_class() -> Non
 async def test_aiohttp_keeps_no_cookies_of_its_own() -> None:
     cookies: list[bytes] = []
 
-    async def handler(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        try:
-            while True:
-                head, _ = await _read_request(reader)
-                cookies.extend(
-                    line
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"cookie:")
-                )
-                writer.write(_answer(extra=b"set-cookie: lb=replica-7; Path=/\r\n"))
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
+    async def set_cookie(head: bytes) -> bytes:
+        lines = head.split(b"\r\n")
+        cookies.extend(line for line in lines if line.lower().startswith(b"cookie:"))
+        return _answer(extra=b"set-cookie: lb=replica-7; Path=/\r\n")
 
     async with (
-        _server(handler) as url,
+        _server(KeepAlive(set_cookie)) as url,
         idp_http_client(timeout_s=5, connections=1) as http,
     ):
         # A name, not an address: aiohttp's own jar ignores cookies from addresses.
