@@ -5,7 +5,8 @@
   engine's own :mod:`~trustloop.devstack.vault.scram_verifier`, one PBKDF2
   round; group membership, grant row, one transaction, as the lease engine
   does), connect as it over TCP, read the same chart, close, terminate its
-  sessions and drop it.
+  sessions and drop it. Each phase is timed too (:data:`FLOOR_PHASES`), so the
+  rhythm's steps can be set against the part of the floor they contain.
 - **floor_libpq**: the same cycle with the verifier libpq computes (PBKDF2, 4096
   rounds, so the login stretches 4096 times too): how the leases were made
   before, and how PostgreSQL is usually used.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +30,7 @@ import psycopg
 from psycopg import sql
 
 from trustloop.audit.chain import AuditLog
+from trustloop.devstack.vault.lease_engine import EXIT_POLL_S
 from trustloop.devstack.vault.scram_verifier import random_password, scram_verifier
 from trustloop.records import queries
 
@@ -45,30 +48,64 @@ _GRANT = (
 Admin = psycopg.Connection[tuple[object, ...]]
 # How one cycle makes its credential: (admin, role) -> (verifier, conninfo).
 _Login = Callable[[Admin, "ClusterInfo", str], tuple[str, str]]
+# One floor cycle's phases, in order; each maps to the rhythm step that holds it.
+FLOOR_PHASES = {
+    "create": "lease",
+    "connect": "connect",
+    "read": "query",
+    "close": "close",
+    "drop": "revoke",
+}
 
 
-def floor(cluster: ClusterInfo, patient_id: str, n: int) -> list[float]:
-    """Milliseconds per create-connect-read-drop cycle, as the leases are made."""
+@dataclass
+class Cycles:
+    """Milliseconds per whole cycle, and per phase of each cycle."""
+
+    totals: list[float] = field(default_factory=list)
+    phases: dict[str, list[float]] = field(
+        default_factory=lambda: {phase: [] for phase in FLOOR_PHASES}
+    )
+
+
+def floor(cluster: ClusterInfo, patient_id: str, n: int) -> Cycles:
+    """Create-connect-read-drop cycles, the credential made as the leases are."""
     return _cycles(cluster, patient_id, n, _lease_login)
 
 
-def floor_libpq(cluster: ClusterInfo, patient_id: str, n: int) -> list[float]:
-    """Milliseconds per cycle with libpq's verifier (4096 PBKDF2 rounds, twice)."""
+def floor_libpq(cluster: ClusterInfo, patient_id: str, n: int) -> Cycles:
+    """The same cycles with libpq's verifier (4096 PBKDF2 rounds, twice)."""
     return _cycles(cluster, patient_id, n, _libpq_login)
 
 
-def _cycles(
-    cluster: ClusterInfo, patient_id: str, n: int, login: _Login
-) -> list[float]:
-    times = []
+def _cycles(cluster: ClusterInfo, patient_id: str, n: int, login: _Login) -> Cycles:
+    cycles = Cycles()
     with psycopg.connect(cluster.admin_conninfo(), autocommit=True) as admin:
         for i in range(n):
-            started = time.perf_counter()
+            lap = _Lap()
             role = f"bench_floor_{i}"
             verifier, conninfo = login(admin, cluster, role)
-            _one_ephemeral_read(admin, patient_id, role, verifier, conninfo)
-            times.append((time.perf_counter() - started) * 1000)
-    return times
+            _one_ephemeral_read(admin, patient_id, role, verifier, conninfo, lap)
+            cycles.totals.append(lap.total_ms())
+            for phase in FLOOR_PHASES:
+                cycles.phases[phase].append(lap.phases_ms[phase])
+    return cycles
+
+
+class _Lap:
+    """Splits one cycle into phases; the total runs from its creation."""
+
+    def __init__(self) -> None:
+        self.started = self._last = time.perf_counter()
+        self.phases_ms: dict[str, float] = {}
+
+    def mark(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.phases_ms[phase] = (now - self._last) * 1000
+        self._last = now
+
+    def total_ms(self) -> float:
+        return (self._last - self.started) * 1000
 
 
 def _lease_login(admin: Admin, cluster: ClusterInfo, role: str) -> tuple[str, str]:
@@ -92,6 +129,7 @@ def _one_ephemeral_read(
     role: str,
     verifier: str,
     conninfo: str,
+    lap: _Lap,
 ) -> None:
     name = sql.Identifier(role)
     with admin.transaction():
@@ -102,19 +140,48 @@ def _one_ephemeral_read(
         )
         admin.execute(sql.SQL("grant clinical_reader to {}").format(name))
         admin.execute(_GRANT, (role, role, patient_id))
+    lap.mark("create")
     try:
-        with psycopg.connect(conninfo) as conn:
+        conn = psycopg.connect(conninfo)
+        lap.mark("connect")
+        try:
             if queries.read_chart(conn, patient_id) is None:
                 raise SystemExit("the floor read found no chart")
+            lap.mark("read")
+        finally:
+            conn.close()
+        lap.mark("close")
     finally:
-        admin.execute(
-            "select pg_terminate_backend(pid, 2000) from pg_stat_activity"
-            " where usename = %s",
-            (role,),
-        )
+        _end_sessions(admin, role)
         with admin.transaction():
             admin.execute(sql.SQL("drop role {}").format(name))
             admin.execute("delete from access.grants where role_name = %s", (role,))
+    lap.mark("drop")
+
+
+def _end_sessions(admin: Admin, role: str) -> None:
+    """Terminate the role's sessions and wait for them to exit, as a revoke does.
+
+    Polled every ``EXIT_POLL_S`` like the lease engine, not with
+    ``pg_terminate_backend``'s own wait, which looks in 100 ms steps and would
+    give the floor a p99 no revoke has.
+    """
+    # Materialized first: in one WHERE the planner may call the cheaper
+    # pg_terminate_backend before it filters on the role.
+    signalled = admin.execute(
+        "with mine as materialized (select pid from pg_stat_activity"
+        " where usename = %s) select pid from mine where pg_terminate_backend(pid)",
+        (role,),
+    ).fetchall()
+    pids = [row[0] for row in signalled]
+    deadline = time.monotonic() + 2.0
+    while pids and time.monotonic() < deadline:
+        left = admin.execute(
+            "select count(*) from pg_stat_activity where pid = any(%s)", (pids,)
+        ).fetchone()
+        if left is None or left[0] == 0:
+            return
+        time.sleep(EXIT_POLL_S)
 
 
 def pooled(cluster: ClusterInfo, patient_id: str, n: int) -> list[float]:

@@ -5,8 +5,9 @@ as a demo clinician (one tool call each) and reads the step timings from the MCP
 server's audit lines and the CPU time from the runtime's. Then makes N more chart
 reads as direct MCP tool calls (one MCP session, as the runtime's client calls),
 timed by the client: the full read call, HTTP and MCP included. In the same run,
-on the same chart: the floor and the pooled baseline (bench/baselines.py), the
-cost of one audit line, and the time from starting a runtime process to a
+on the same chart: the floor, phase by phase, and the pooled baseline
+(bench/baselines.py), one request to the IdP and one to Vault that do no work,
+the cost of one audit line, and the time from starting a runtime process to a
 healthy ``/ping``. Prints figures and where each target of issue 7 stands; it
 never fails on them.
 
@@ -32,8 +33,10 @@ from typing import Any
 import anyio
 import httpx
 import httpx2
+import hvac
 import psycopg
-from baselines import audit_append, floor, floor_libpq, pooled
+import requests
+from baselines import FLOOR_PHASES, audit_append, floor, floor_libpq, pooled
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -42,6 +45,7 @@ from trustloop.cli.session import ask, sign_in
 from trustloop.devstack.net import free_port
 from trustloop.devstack.postgres import ClusterInfo
 from trustloop.devstack.stack import Stack
+from trustloop.identity.idp_http import idp_http_client
 from trustloop.records.samples import samples_path
 
 STEPS = ("introspect", "exchange", "lease", "connect", "query", "close", "revoke")
@@ -117,6 +121,38 @@ async def _direct_calls(stack: Stack, patient_id: str, n: int) -> list[float]:
     return wall
 
 
+async def _idle_idp_requests(stack: Stack, n: int) -> list[float]:
+    """Milliseconds per IdP request that does no work (its JWKS, already built),
+    over the MCP server's own client: the least any IdP step can cost."""
+    url = f"{stack.settings.idp_issuer}/oauth2/jwks"
+    wall = []
+    async with idp_http_client(timeout_s=5.0, connections=1) as http:
+        for i in range(n + 3):
+            started = time.perf_counter()
+            (await http.get(url)).raise_for_status()
+            if i >= 3:
+                wall.append((time.perf_counter() - started) * 1000)
+    return wall
+
+
+def _idle_vault_requests(stack: Stack, n: int) -> list[float]:
+    """Milliseconds per Vault request that does no work (``sys/health``), over
+    hvac and requests as the lease client uses them."""
+    session = requests.Session()
+    session.trust_env = False  # no proxy between two loopback processes
+    vault = hvac.Client(url=stack.settings.vault_addr, token="", session=session)
+    wall = []
+    try:
+        for i in range(n + 3):
+            started = time.perf_counter()
+            vault.sys.read_health_status(method="GET")
+            if i >= 3:
+                wall.append((time.perf_counter() - started) * 1000)
+    finally:
+        vault.adapter.close()
+    return wall
+
+
 def _audit(stack: Stack, name: str, event: str, n: int) -> list[dict[str, Any]]:
     lines = (stack.settings.audit_dir / f"{name}.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines if line]
@@ -186,8 +222,10 @@ def main(n: int) -> None:
         calls = _audit(stack, "mcp", "tool_call", n)
         turns = _audit(stack, "runtime", "invocation", n)
         direct = anyio.run(_direct_calls, stack, patient_id, n)
-        floor_ms = floor(cluster, patient_id, n)
-        floor_libpq_ms = floor_libpq(cluster, patient_id, n)
+        idle_idp = anyio.run(_idle_idp_requests, stack, n)
+        idle_vault = _idle_vault_requests(stack, n)
+        floor_cycles = floor(cluster, patient_id, n)
+        floor_libpq_ms = floor_libpq(cluster, patient_id, n).totals
         pooled_ms = pooled(cluster, patient_id, n)
         audit_ms = audit_append(state / "bench-audit", n)
         ping_s, first_s = _time_to_ping(stack, patient_id)
@@ -195,10 +233,13 @@ def main(n: int) -> None:
         stack.stop()
         shutil.rmtree(state, ignore_errors=True)
     measured = {
-        "floor": floor_ms,
+        "floor": floor_cycles.totals,
+        **{f"floor_{phase}": ms for phase, ms in floor_cycles.phases.items()},
         "floor_libpq": floor_libpq_ms,
         "pooled": pooled_ms,
         "audit": audit_ms,
+        "idle_idp": idle_idp,
+        "idle_vault": idle_vault,
     }
     _report(n, calls, turns, wall, direct, measured, (ping_s, first_s))
 
@@ -236,6 +277,27 @@ def _report(
     print(row("floor: create, connect, read, drop", floor_ms))
     print(row("  same with libpq's verifier (4096 rounds)", measured["floor_libpq"]))
     print(row("pooled: one open connection", pooled_ms))
+    print(row("IdP request, no work (JWKS)", measured["idle_idp"]))
+    print(row("Vault request, no work (health)", measured["idle_vault"]))
+    print("  the floor by phase, against the rhythm step that holds it (medians):")
+    for phase, step in FLOOR_PHASES.items():
+        floor_part = statistics.median(measured[f"floor_{phase}"])
+        step_ms = statistics.median(steps[step])
+        print(
+            f"    {phase:<8} {floor_part:6.2f} ms   {step:<8} {step_ms:6.2f} ms"
+            f"   extra {step_ms - floor_part:6.2f} ms"
+        )
+    before = zip(steps["introspect"], steps["exchange"], strict=True)
+    idp_ms = statistics.median(a + b for a, b in before)
+    print(f"    (none)               introspect + exchange {idp_ms:6.2f} ms")
+    idle_hops = 2 * statistics.median(measured["idle_idp"]) + 2 * statistics.median(
+        measured["idle_vault"]
+    )
+    print(
+        f"  1.5 x floor leaves {0.5 * statistics.median(floor_ms):.2f} ms for all"
+        " the floor does not do; the four identity requests (introspect, exchange,"
+        f" mint, revoke) cost {idle_hops:.2f} ms doing no work"
+    )
     print(row("runtime CPU per turn", cpu_s, "s "))
     print(row("process start to healthy /ping", ping_s, "s "))
     print(row("process start to first answer", first_s, "s "))
