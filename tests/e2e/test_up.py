@@ -189,3 +189,29 @@ def test_down_stops_the_stack_of_the_state_folder(
         if up.poll() is None:
             up.kill()
         stop_cluster(stack.settings.state_dir)
+
+
+def test_up_hands_the_idp_policy_to_the_idp_which_refuses_a_broken_one(
+    pg_state_dir_factory: Callable[[str], Path], tmp_path: Path
+) -> None:
+    """``TRUSTLOOP_IDP_POLICY`` reaches the IdP: a broken policy stops ``up``.
+
+    It once did not (the stack passed on a fixed list of settings), and the
+    stack ran on the shipped policy without a word.
+    """
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("rules: [{bad: 1}]\n")
+    stack = Stack.on_free_ports(pg_state_dir_factory("up-policy"), idp_policy=policy)
+
+    up = _cli(stack.child_env("cli"), "up")
+
+    try:
+        assert up.returncode == 1
+        assert "idp exited early" in up.stderr
+        assert f"{policy}: invalid policy" in up.stderr
+        assert "Traceback" not in up.stderr + up.stdout
+        assert not http_ok(f"{stack.settings.spire_bundle_url}/keys")
+        assert "✓ postgres 127.0.0.1:" in up.stdout
+        assert not _port_open(_pg_port(up.stdout)), "PostgreSQL outlived a failed up"
+    finally:
+        stop_cluster(stack.settings.state_dir)

@@ -85,31 +85,24 @@ class Stack:
         return cls(settings)
 
     def child_env(self, part: str) -> dict[str, str]:
-        """The environment a part runs with: our settings, its SPIFFE socket."""
+        """The environment a part runs with: every setting, its SPIFFE socket.
+
+        Every field of :class:`Settings` is passed on (paths made absolute, unset
+        ones left out), so a setting the user gave ``up`` (say
+        ``TRUSTLOOP_IDP_POLICY``) reaches the part that reads it; nothing else
+        named ``TRUSTLOOP_*`` does.
+        """
         s = self.settings
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRUSTLOOP_")}
         env.pop("SPIFFE_ENDPOINT_SOCKET", None)
-        env.update(
-            TRUSTLOOP_PROFILE=s.profile,
-            TRUSTLOOP_STATE_DIR=str(s.state_dir.resolve()),
-            TRUSTLOOP_TRUST_DOMAIN=s.trust_domain,
-            TRUSTLOOP_IDP_URL=s.idp_url,
-            TRUSTLOOP_SPIRE_BUNDLE_URL=s.spire_bundle_url,
-            TRUSTLOOP_VAULT_ADDR=s.vault_addr,
-            TRUSTLOOP_MCP_URL=s.mcp_url,
-            TRUSTLOOP_RUNTIME_URL=s.runtime_url,
-            TRUSTLOOP_APP_URL=s.app_url,
-            TRUSTLOOP_APP_INVOKE_MODE=s.app_invoke_mode,
-            TRUSTLOOP_PG_HOST=s.pg_host,
-            TRUSTLOOP_PG_PORT=str(self.cluster.port if self.cluster else s.pg_port),
-            TRUSTLOOP_PG_DBNAME=s.pg_dbname,
-            TRUSTLOOP_MODEL=s.model,
-            TRUSTLOOP_STEP_UP_TIMEOUT_S=str(s.step_up_timeout_s),
-            TRUSTLOOP_STEP_UP_AUTO=s.step_up_auto,
-            PYTHONUNBUFFERED="1",
-        )
-        if s.model_transcript is not None:
-            env["TRUSTLOOP_MODEL_TRANSCRIPT"] = str(s.model_transcript)
+        for name, value in s.model_dump().items():
+            if value is None:
+                continue
+            if isinstance(value, Path):
+                value = value.resolve()
+            env[f"TRUSTLOOP_{name.upper()}"] = str(value)
+        env["TRUSTLOOP_PG_PORT"] = str(self.cluster.port if self.cluster else s.pg_port)
+        env["PYTHONUNBUFFERED"] = "1"
         workload = WORKLOAD_OF.get(part)
         if workload is not None:
             sock = (s.spiffe_socket_dir / f"{workload}.sock").resolve()
