@@ -8,8 +8,10 @@ STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
 setup: system-deps $(STAMP)
 
+# make test also needs Chromium (tests/browser); the demo does not.
+test: SYSTEM_DEPS_ARGS := --browser
 system-deps:
-	@scripts/install-system-deps.sh
+	@scripts/install-system-deps.sh $(SYSTEM_DEPS_ARGS)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,9 +38,9 @@ bench: setup
 	$(BIN)/python bench/load.py --direct --clinicians 16 --calls 24 --max-seconds 240
 	$(BIN)/python bench/load.py --clinicians 16 --calls 24 --max-seconds 240
 
+# down --delete also removes a database kept outside .trustloop (a clone under /root).
 clean:
 	@if [ -x $(BIN)/trustloop ]; then \
-		$(BIN)/trustloop down; \
-		TRUSTLOOP_STATE_DIR=.trustloop/demo $(BIN)/trustloop down; \
+		TRUSTLOOP_STATE_DIR=.trustloop $(BIN)/trustloop down --delete; \
 	fi
 	rm -rf .trustloop

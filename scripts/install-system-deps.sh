@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what trustloop needs from Debian 12 when it is missing: PostgreSQL 15,
-# pgaudit, python3-venv, jq (the audit join in docs/audit.md) and Chromium (the
-# browser tests). Safe to run twice: it does nothing when all is there.
+# pgaudit, python3-venv, jq (the audit join in docs/audit.md) and, with --browser
+# (make test), Chromium for the browser tests. Safe to run twice: it does nothing
+# when all is there.
 set -euo pipefail
 
 PG_BIN=/usr/lib/postgresql/15/bin
@@ -12,7 +13,9 @@ need=()
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 command -v jq >/dev/null || need+=(jq)
 # The browser tests drive Debian's Chromium (tests/browser); no browser download.
-[ -x /usr/bin/chromium ] || need+=(chromium)
+if [ "${1:-}" = "--browser" ]; then
+    [ -x /usr/bin/chromium ] || need+=(chromium)
+fi
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0

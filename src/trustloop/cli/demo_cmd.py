@@ -35,6 +35,7 @@ from trustloop.cli.stack_cmd import start_and_report
 from trustloop.devstack.demo import CLINICIANS
 from trustloop.devstack.postgres import ClusterInfo, destroy_cluster
 from trustloop.devstack.stack import Stack, StackError, supervisor_pid
+from trustloop.devstack.state_folder import DEMO_FOLDER
 from trustloop.records.samples import samples_path
 from trustloop.settings import Settings
 
@@ -83,7 +84,7 @@ _NOTE = "Reviewed the home blood pressure log with the patient; continue the pla
 
 def demo() -> None:
     """Run the scripted session against a freshly started local stack."""
-    state_dir = Settings().state_dir / "demo"
+    state_dir = Settings().state_dir / DEMO_FOLDER
     _fresh_state(state_dir)
     stack = Stack.on_free_ports(state_dir)
     try:

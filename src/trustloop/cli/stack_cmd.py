@@ -1,4 +1,4 @@
-"""``trustloop up``: start the local stack and keep it running until Ctrl-C."""
+"""``trustloop up`` runs the local stack until Ctrl-C; ``trustloop down`` stops it."""
 
 from __future__ import annotations
 
@@ -7,11 +7,16 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from trustloop.cli.load_cmd import load_samples_if_empty
 from trustloop.cli.output import console, fail
 from trustloop.devstack.postgres import stop_cluster
 from trustloop.devstack.stack import Stack, StackError, supervisor_pid
+from trustloop.devstack.state_folder import DEMO_FOLDER, delete_state_folder
 from trustloop.settings import Settings, require_local
 
 DOWN_TIMEOUT_S = 30.0
@@ -107,21 +112,47 @@ def _otpauth_uri(settings: Settings, username: str) -> str | None:
     return totp.provisioning_uri(name=username, issuer_name="trustloop local")
 
 
-def down() -> None:
+def down(
+    delete: Annotated[
+        bool,
+        typer.Option(
+            "--delete",
+            help="Also delete the state folder's records, keys, audit and logs,"
+            " and the demo's, wherever PostgreSQL keeps its files.",
+        ),
+    ] = False,
+) -> None:
     """Stop the stack of this state folder: its supervisor, then PostgreSQL."""
     settings = Settings()
     require_local(settings, "the local stack")
-    pid = supervisor_pid(settings.state_dir)
+    folders = [settings.state_dir]
+    if delete:  # the demo's stack first: its folder is inside
+        folders.insert(0, settings.state_dir / DEMO_FOLDER)
+    stopped = [folder for folder in folders if _stop_folder(folder)]
+    console.print("stopped" if stopped else "nothing was running")
+    if delete:
+        kept = delete_state_folder(settings.state_dir)
+        if kept:
+            console.print(
+                f"deleted the stack's files; kept {settings.state_dir}/ because it"
+                f" holds files trustloop did not write: {', '.join(kept)}"
+            )
+        else:
+            console.print(f"deleted {settings.state_dir}/ and its database")
+
+
+def _stop_folder(state_dir: Path) -> bool:
+    """Stop the supervisor, then PostgreSQL; True if either was running."""
+    pid = supervisor_pid(state_dir)
     if pid is not None:
         console.print(f"stopping the stack's supervisor (pid {pid})...")
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + DOWN_TIMEOUT_S
-        while supervisor_pid(settings.state_dir) is not None:
+        while supervisor_pid(state_dir) is not None:
             if time.monotonic() > deadline:
                 fail(
                     f"the supervisor (pid {pid}) did not stop in {DOWN_TIMEOUT_S:.0f} s"
                 )
             time.sleep(0.2)
     # A supervisor that was killed outright leaves PostgreSQL (a daemon) behind.
-    stop_cluster(settings.state_dir)
-    console.print("stopped")
+    return stop_cluster(state_dir) or pid is not None

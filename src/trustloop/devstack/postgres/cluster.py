@@ -152,15 +152,15 @@ def start_cluster(state_dir: Path) -> ClusterInfo:
     return info
 
 
-def stop_cluster(state_dir: Path) -> None:
-    """Fast shutdown (``pg_ctl stop -m fast``); a no-op if it is not running."""
+def stop_cluster(state_dir: Path) -> bool:
+    """Fast shutdown (``pg_ctl stop -m fast``); False (nothing done) if not running."""
     layout = _Layout.of(state_dir)
     if not (layout.data / "PG_VERSION").is_file():
-        return
+        return False
     bindir = find_bindir()
     user = server_user()
     if not _is_running(bindir, layout, user):
-        return
+        return False
 
     pg_ctl = str(bindir / "pg_ctl")
     run(
@@ -169,6 +169,7 @@ def stop_cluster(state_dir: Path) -> None:
         cwd=layout.server_root,
     )
     log.info("postgres_stopped")
+    return True
 
 
 def destroy_cluster(state_dir: Path) -> None:
