@@ -74,6 +74,7 @@ class Idp:
     step_up: step_up.StepUp
     authenticator: Authenticator | None
     sign_in: SignIn | None = None
+    facts: CareTeamFacts | None = None  # what the policy decides on
 
 
 def build_idp(
@@ -98,10 +99,14 @@ def build_idp(
     access_tokens = AccessTokens(
         keys, issuer=issuer_url, mcp_resource=settings.mcp_resource, clock=clock
     )
+    facts = facts or Directory(directory_file(settings.state_dir))
+    policy = CareTeamPolicy(facts, load_policy(settings.idp_policy))
     stepping = step_up.StepUp(
         keys=keys,
         issuer_url=issuer_url,
         tokens=issuer,
+        access_tokens=access_tokens,
+        policy=policy,
         clients=clients,
         exchange_clients=frozenset({settings.mcp_spiffe_id}),
         vault_audience=settings.vault_audience,
@@ -117,10 +122,7 @@ def build_idp(
         access_tokens=access_tokens,
         issuer=issuer,
         vault_audience=settings.vault_audience,
-        policy=CareTeamPolicy(
-            facts or Directory(directory_file(settings.state_dir)),
-            load_policy(settings.idp_policy),
-        ),
+        policy=policy,
         audit=audit,
         step_up=stepping,
         clock=clock,
@@ -167,7 +169,9 @@ def build_idp(
         for session in (False, True)
     )
     parts = (keys, issuer, access_tokens, grants, introspection, events)
-    return Idp(settings, *parts, revocation, logout, stepping, authenticator, sign_in)
+    return Idp(
+        settings, *parts, revocation, logout, stepping, authenticator, sign_in, facts
+    )
 
 
 def create_app(idp: Idp) -> Starlette:

@@ -23,6 +23,14 @@ the ``assertion`` field of an approved transaction (Verify returns a signed JWT
 there when the request asked for it) follow the documented field names; the claim
 names in the challenge and the assertion are ours.
 
+A challenge stays tied to the request it answered. It names the subject token
+(``subject_token``: its ``jti``, ``sid`` and ``exp``), and starts one push only.
+Starting the push and redeeming the approval both check that this token is still
+active (not expired, not revoked, its sign-in not ended: a logged-out clinician's
+pending approval is worthless), and the redemption asks the policy again, so a
+clinician taken off the care team, or a patient whose rules changed, while the push
+waited gets ``access_denied``, not an OBO.
+
 A consent push (writes) is the same flow; its OBO also carries ``consent: true``.
 The verification request must carry the exact change (``transactionData.
 additionalData: [{"name": "change", "value": <text>}]``) whose SHA-256 is the
@@ -52,8 +60,16 @@ from trustloop.devstack.idp.client_auth import ClientAuthenticator
 from trustloop.devstack.idp.consent import consent_change, push_message
 from trustloop.devstack.idp.errors import OAuthProblem, invalid_request
 from trustloop.devstack.idp.keys import SigningKeys
-from trustloop.devstack.idp.tokens import TokenIssuer
-from trustloop.devstack.jwtcheck import Clock, JwksCache, JwtInvalidError, JwtValidator
+from trustloop.devstack.idp.policy import CareTeamPolicy, PolicyUnavailableError
+from trustloop.devstack.idp.tokens import AccessTokens, TokenIssuer
+from trustloop.devstack.jti_ledger import JtiLedger
+from trustloop.devstack.jwtcheck import (
+    LEEWAY_S,
+    Clock,
+    JwksCache,
+    JwtInvalidError,
+    JwtValidator,
+)
 from trustloop.identity.oauth import JWT_TOKEN_TYPE
 from trustloop.identity.rar import AuthorizationDetail, parse_details
 
@@ -95,6 +111,7 @@ class Push:
     state: State = "PENDING"
     assertion: str | None = field(default=None, repr=False)
     requires: list[str] = field(default_factory=list)
+    subject: dict[str, Any] = field(default_factory=dict)  # jti, sid, exp
 
     def body(self, base: str) -> dict[str, Any]:
         """The transaction as Verify's verification answer (guessed subset)."""
@@ -127,6 +144,8 @@ class StepUp:
         keys: SigningKeys,
         issuer_url: str,
         tokens: TokenIssuer,
+        access_tokens: AccessTokens,
+        policy: CareTeamPolicy,
         clients: ClientAuthenticator,
         exchange_clients: frozenset[str],
         vault_audience: str,
@@ -140,6 +159,8 @@ class StepUp:
         self._keys = keys
         self._issuer = issuer_url
         self._tokens = tokens
+        self._access_tokens = access_tokens
+        self._policy = policy
         self._clients = clients
         self._exchange_clients = exchange_clients
         self._vault_audience = vault_audience
@@ -148,7 +169,8 @@ class StepUp:
         self._auto = auto
         self._clock = clock
         self._pushes: dict[str, Push] = {}
-        self._redeemed: set[str] = set()
+        self._started = JtiLedger(clock, grace_s=LEEWAY_S)  # one push per challenge
+        self._redeemed = JtiLedger(clock, grace_s=LEEWAY_S)
         self._lock = threading.Lock()
 
     # -- 1. the challenge --------------------------------------------------------
@@ -160,9 +182,13 @@ class StepUp:
         actor: str,
         details: list[dict[str, Any]],
         rule: str,
+        subject: Mapping[str, Any],
         requires: Sequence[str] = ("step_up",),
     ) -> dict[str, Any]:
-        """The exchange's answer when the policy requires step-up or consent."""
+        """The exchange's answer when the policy requires step-up or consent.
+
+        ``subject`` holds the claims of the access token the exchange presented.
+        """
         now = int(self._clock())
         claims = {
             "iss": self._issuer,
@@ -172,6 +198,11 @@ class StepUp:
             "authorization_details": details,
             "scope": MFA_CHALLENGE_SCOPE,
             "requires": list(requires),
+            "subject_token": {
+                "jti": subject["jti"],
+                "sid": subject.get("sid"),
+                "exp": subject["exp"],
+            },
             "iat": now,
             "exp": now + CHALLENGE_TTL_S,
             "jti": str(uuid.uuid4()),
@@ -228,6 +259,8 @@ class StepUp:
             raise NotFoundError
         details = claims["authorization_details"]
         change = consent_change(body, details)
+        if not self._started.first_use(claims["jti"], claims["exp"]):
+            raise invalid_request("this challenge has already started a verification")
         now = self._clock()
         push = Push(
             id=str(uuid.uuid4()),
@@ -240,6 +273,7 @@ class StepUp:
             created=now,
             expires=now + self._timeout_s,
             requires=list(claims.get("requires") or ["step_up"]),
+            subject=claims["subject_token"],
         )
         with self._lock:
             self._pushes[push.id] = push
@@ -326,6 +360,7 @@ class StepUp:
             "authorization_details": push.details,
             "txn": push.id,
             "requires": push.requires,
+            "subject_token": push.subject,
             # Any approved push is a fresh second factor, consent included.
             "acr": STEP_UP_ACR,
             "amr": ["push"],
@@ -346,7 +381,21 @@ class StepUp:
             raise BearerError from exc
         if not isinstance(claims.get("sub"), str) or "act" not in claims:
             raise BearerError
+        if not self._subject_active(claims):
+            raise BearerError  # the sign-in behind this challenge has ended
         return claims
+
+    def _subject_active(self, claims: Mapping[str, Any]) -> bool:
+        """The access token the challenge answered is still active (see module)."""
+        subject = claims.get("subject_token")
+        if not isinstance(subject, dict):
+            return False
+        jti, sid, exp = subject.get("jti"), subject.get("sid"), subject.get("exp")
+        if not isinstance(jti, str) or not isinstance(exp, int | float):
+            return False
+        return self._access_tokens.still_active(
+            jti, sid if isinstance(sid, str) else None, exp
+        )
 
     def _validator(self) -> JwtValidator:
         cache = JwksCache(keys=self._keys.public_keys())
@@ -377,6 +426,11 @@ class StepUp:
             )
         claims = self._redeemable(form.get("assertion", ""), client)
         detail = _same_details(form.get("authorization_details", ""), claims)
+        if not self._subject_active(claims):
+            raise OAuthProblem(
+                "invalid_grant", "the sign-in behind this approval has ended"
+            )
+        await self._still_allowed(claims, detail)
 
         obo = self._tokens.obo_token(
             sub=claims["sub"],
@@ -390,7 +444,28 @@ class StepUp:
                 **({"consent": True} if "consent" in claims["requires"] else {}),
             },
         )
-        return self._granted(obo.token, obo.claims, claims["txn"])
+        return self._granted(obo.token, obo.claims, claims)
+
+    async def _still_allowed(
+        self, claims: Mapping[str, Any], detail: AuthorizationDetail
+    ) -> None:
+        """Ask the policy again: the approval covers what it requires now."""
+        try:
+            decision = await self._policy.decide(claims["sub"], detail)
+        except PolicyUnavailableError as exc:
+            raise OAuthProblem(
+                "temporarily_unavailable", "the policy cannot be evaluated now", 503
+            ) from exc
+        if not decision.allowed:
+            raise OAuthProblem(
+                "access_denied", f"{detail.identifier}: {decision.reason}", 403
+            )
+        if not set(decision.requires) <= set(claims["requires"]):
+            raise OAuthProblem(
+                "access_denied",
+                f"{detail.identifier}: the approval does not cover what is required",
+                403,
+            )
 
     def _redeemable(self, assertion: str, client: str) -> dict[str, Any]:
         """An unexpired, unredeemed assertion of ours for this client."""
@@ -400,14 +475,12 @@ class StepUp:
             raise OAuthProblem("invalid_grant", "the assertion is invalid") from exc
         if claims.get("act", {}).get("sub") != client:
             raise OAuthProblem("invalid_grant", "the assertion is for another client")
-        with self._lock:
-            if claims["jti"] in self._redeemed:
-                raise OAuthProblem("invalid_grant", "the assertion was already used")
-            self._redeemed.add(claims["jti"])
+        if not self._redeemed.first_use(claims["jti"], claims["exp"]):
+            raise OAuthProblem("invalid_grant", "the assertion was already used")
         return claims
 
     def _granted(
-        self, token: str, claims: dict[str, Any], transaction_id: str
+        self, token: str, claims: dict[str, Any], assertion: Mapping[str, Any]
     ) -> dict[str, Any]:
         granted = claims["authorization_details"]
         self._audit.append(
@@ -422,7 +495,8 @@ class StepUp:
             act=claims["act"],
             acr=claims["acr"],
             amr=claims["amr"],
-            transaction_id=transaction_id,
+            transaction_id=assertion["txn"],
+            subject_jti=assertion["subject_token"]["jti"],
             iat=claims["iat"],
             exp=claims["exp"],
         )

@@ -139,7 +139,7 @@ class TokenExchange:
 
         attempt.rule = "request"
         _check_token_types(form)
-        subject, may_act = self._subject(form, attempt)
+        subject, may_act, subject_claims = self._subject(form, attempt)
         attempt.actor = await self._actor(form, attempt.client)
         _check_may_act(may_act, attempt.actor)
         self._check_audience(form)
@@ -153,13 +153,13 @@ class TokenExchange:
                 "access_denied", f"{detail.identifier}: {decision.reason}", 403
             )
         if decision.requires:
-            return self._challenge(attempt, subject, detail, decision)
+            return self._challenge(attempt, subject_claims, detail, decision)
         return self._grant(attempt, subject, detail, decision)
 
     def _challenge(
         self,
         attempt: _Attempt,
-        sub: str,
+        subject: dict[str, Any],
         detail: AuthorizationDetail,
         decision: PolicyDecision,
     ) -> dict[str, Any]:
@@ -168,24 +168,25 @@ class TokenExchange:
                 "access_denied", f"{detail.identifier}: approval required", 403
             )
         return self._step_up.challenge(
-            sub=sub,
+            sub=subject["sub"],
             actor=attempt.actor or "",
             details=[detail.wire()],
             rule=attempt.rule,
+            subject=subject,
             requires=decision.requires,
         )
 
     def _subject(
         self, form: Mapping[str, str], attempt: _Attempt
-    ) -> tuple[str, object]:
-        """The subject's ``sub`` and its ``may_act`` claim (None when absent)."""
+    ) -> tuple[str, object, dict[str, Any]]:
+        """The subject's ``sub``, ``may_act`` (None when absent) and all its claims."""
         claims = self._access_tokens.active_claims(_required(form, "subject_token"))
         if claims is None:
             raise invalid_request("subject_token is invalid")
         attempt.subject_jti = claims["jti"]
         attempt.sub = claims["sub"]
         sub: str = claims["sub"]
-        return sub, claims.get("may_act")
+        return sub, claims.get("may_act"), claims
 
     async def _actor(self, form: Mapping[str, str], client: str) -> str:
         try:

@@ -208,6 +208,17 @@ class AccessTokens:
                 return None
         return claims
 
+    def still_active(self, jti: str, sid: str | None, exp: float) -> bool:
+        """Whether the access token ``jti`` (session ``sid``) is active now.
+
+        For what outlives one request made with the token (a step-up challenge):
+        not expired (leeway included), not revoked, its session not ended.
+        """
+        if self._clock() > exp + LEEWAY_S:
+            return False
+        with self._lock:
+            return jti not in self._revoked and sid not in self._ended_sessions
+
     def _current_validator(self) -> JwtValidator:
         kids, validator = self._validator
         published = tuple(str(key.kid) for key in self._keys.public_keys())
