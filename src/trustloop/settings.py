@@ -102,6 +102,11 @@ class Settings(BaseSettings):
         return f"spiffe://{self.trust_domain}/agent-runtime"
 
     @property
+    def auditor_spiffe_id(self) -> str:
+        """The one workload that may read the IdP's events (a SIEM forwarder)."""
+        return f"spiffe://{self.trust_domain}/auditor"
+
+    @property
     def idp_issuer(self) -> str:
         return self.idp_url.rstrip("/")
 

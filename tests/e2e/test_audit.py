@@ -224,26 +224,37 @@ def test_verify_names_the_edited_line_of_each_audit_file(
 # -- the IdP's events API ------------------------------------------------------
 
 
-def _mcp_svid(stack: Stack, audience: str) -> str:
-    socket = stack.settings.spiffe_socket_dir / "mcp-server.sock"
+def _svid(stack: Stack, audience: str, workload: str = "auditor") -> str:
+    socket = stack.settings.spiffe_socket_dir / f"{workload}.sock"
     with WorkloadIdentity(f"unix://{socket.resolve()}") as svids:
         return svids.fetch_jwt_svid(audience).token
 
 
-def test_idp_events_need_a_jwt_svid(stack: Stack, session: list[str]) -> None:
+def test_idp_events_need_the_auditors_jwt_svid(
+    stack: Stack, session: list[str]
+) -> None:
     url = f"{stack.settings.idp_url}/v1.0/events"
-    vault_svid = _mcp_svid(stack, stack.settings.vault_audience)
+    params = {"all_events": "yes"}
+    vault_svid = _svid(stack, stack.settings.vault_audience)
     for headers in ({}, {"Authorization": f"Bearer {vault_svid}"}):
-        response = httpx.get(url, params={"all_events": "yes"}, headers=headers)
+        response = httpx.get(url, params=params, headers=headers)
         assert response.status_code == 401
         assert "invalid_token" in response.headers["WWW-Authenticate"]
+    for workload in ("mcp-server", "agent-runtime"):
+        svid = _svid(stack, stack.settings.idp_issuer, workload)
+        response = httpx.get(
+            url, params=params, headers={"Authorization": f"Bearer {svid}"}
+        )
+        assert response.status_code == 403, workload
+        assert "insufficient_scope" in response.headers["WWW-Authenticate"]
+        assert session[0] not in response.text
 
 
 def test_idp_events_page_through_the_real_audit_file(
     stack: Stack, session: list[str]
 ) -> None:
     url = f"{stack.settings.idp_url}/v1.0/events"
-    headers = {"Authorization": f"Bearer {_mcp_svid(stack, stack.settings.idp_issuer)}"}
+    headers = {"Authorization": f"Bearer {_svid(stack, stack.settings.idp_issuer)}"}
     params = {"all_events": "yes", "size": "3", "sort_order": "asc"}
     seen: list[dict[str, Any]] = []
     for _ in range(1000):

@@ -66,7 +66,7 @@ def test_entry_point_serves_until_sigterm_and_removes_its_sockets(
 
     assert ready["event"] == "workload_api_ready"
     assert ready["service"] == "spire"
-    assert set(ready["sockets"]) == {"mcp-server", "agent-runtime"}
+    assert set(ready["sockets"]) == {"mcp-server", "agent-runtime", "auditor"}
     assert keys.status_code == 200
     assert returncode == 0
     assert events.get(timeout=5)["event"] == "workload_api_stopped"

@@ -25,6 +25,7 @@ from trustloop.settings import Settings
 NOW = time.time()
 ISSUER = "http://127.0.0.1:9400"
 MCP_ID = "spiffe://trustloop.local/mcp-server"
+AUDITOR_ID = "spiffe://trustloop.local/auditor"
 
 
 class NoFacts:
@@ -43,7 +44,7 @@ class World:
     audit: AuditLog
     http: httpx.AsyncClient
 
-    def svid(self, spiffe_id: str = MCP_ID, aud: str = ISSUER) -> str:
+    def svid(self, spiffe_id: str = AUDITOR_ID, aud: str = ISSUER) -> str:
         return self.spire.mint(spiffe_id, [aud])
 
     async def get(self, token: str | None, **params: str) -> httpx.Response:
@@ -117,8 +118,36 @@ async def test_an_svid_for_another_audience_or_trust_domain_is_refused(
     world: World,
 ) -> None:
     wrong_aud = await world.get(world.svid(aud="trustloop-vault"))
-    foreign = await world.get(world.svid("spiffe://elsewhere.example/mcp-server"))
+    foreign = await world.get(world.svid("spiffe://elsewhere.example/auditor"))
     assert (wrong_aud.status_code, foreign.status_code) == (401, 401)
+
+
+@pytest.mark.parametrize(
+    "workload",
+    [
+        MCP_ID,
+        "spiffe://trustloop.local/agent-runtime",
+        "spiffe://trustloop.local/auditor/extra",
+        "spiffe://trustloop.local/Auditor",
+    ],
+)
+async def test_only_the_auditor_workload_reads_events(
+    world: World, workload: str
+) -> None:
+    """Events name restricted patients (step-up rules): not for the MCP server or runtime."""
+    world.audit.append("token_exchanged", jti="obo-1", sub="clin-achen", rule="step_up")
+
+    refused = await world.get(world.svid(workload), all_events="yes")
+    allowed = await world.get(world.svid(), all_events="yes")
+
+    assert refused.status_code == 403
+    assert refused.json()["error"] == "insufficient_scope"
+    assert refused.headers["WWW-Authenticate"].startswith(
+        'Bearer error="insufficient_scope"'
+    )
+    assert "obo-1" not in refused.text
+    assert allowed.status_code == 200
+    assert "obo-1" in allowed.text
 
 
 async def test_events_have_the_verify_shape_and_default_types(world: World) -> None:

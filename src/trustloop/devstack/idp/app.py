@@ -5,8 +5,8 @@ Routes: ``GET /.well-known/openid-configuration`` (RFC 8414 / OIDC Discovery),
 token exchange), ``POST /oauth2/introspect``, ``POST /oauth2/revoke`` and
 ``POST /oauth2/logout`` (see :mod:`.revocation`), in the local profile only
 ``POST /dev/rotate-keys`` (:meth:`.SigningKeys.rotate`, answers the new ``kid``),
-``GET /v1.0/events`` (the audit events, for a workload holding a JWT-SVID; see
-:mod:`.events`), step-up on Verify's paths (``GET /v2.0/factors``, ``POST
+``GET /v1.0/events`` (the audit events, for the auditor workload's JWT-SVID;
+see :mod:`.events`), step-up on Verify's paths (``GET /v2.0/factors``, ``POST
 /v1.0/authenticators/{id}/verifications``, ``GET`` of one, the jwt-bearer grant;
 see :mod:`.step_up`) and, in the local profile only, the demo authenticator
 (``/authenticator``, :mod:`.authenticator`). Sign-in (local profile; see
@@ -41,7 +41,13 @@ from trustloop.devstack.idp.client_auth import ClientAuthenticator
 from trustloop.devstack.idp.directory import Directory, directory_file
 from trustloop.devstack.idp.discovery import discovery_document
 from trustloop.devstack.idp.errors import NO_STORE, OAuthProblem, invalid_request
-from trustloop.devstack.idp.events import EventsApi, Unauthorized, unauthorized_headers
+from trustloop.devstack.idp.events import (
+    EventsApi,
+    Forbidden,
+    Unauthorized,
+    forbidden_headers,
+    unauthorized_headers,
+)
 from trustloop.devstack.idp.introspection import Introspection
 from trustloop.devstack.idp.keys import SigningKeys
 from trustloop.devstack.idp.policy import CareTeamFacts, CareTeamPolicy, load_policy
@@ -155,7 +161,12 @@ def build_idp(
     introspection = Introspection(
         clients=clients, access_tokens=access_tokens, audit=audit
     )
-    events = EventsApi(audit.path, clients=clients, clock=clock)
+    events = EventsApi(
+        audit.path,
+        clients=clients,
+        readers=frozenset({settings.auditor_spiffe_id}),
+        clock=clock,
+    )
     revocation, logout = (
         Revocation(
             clients=clients,
@@ -319,12 +330,19 @@ def _verify_api(work: Callable[[], tuple[int, dict[str, Any]]]) -> Response:
 
 
 async def _events(request: Request, api: EventsApi) -> Response:
-    """``GET /v1.0/events``: 401 without a valid JWT-SVID, 400 for a bad parameter."""
+    """``GET /v1.0/events``: 401 without a valid JWT-SVID, 403 for one not the
+    auditor's, 400 for a bad parameter."""
     try:
         body = await api(request.headers.get("authorization"), request.query_params)
     except Unauthorized:
         problem = {"error": "invalid_token", "error_description": "JWT-SVID required"}
         return JSONResponse(problem, status_code=401, headers=unauthorized_headers())
+    except Forbidden:
+        problem = {
+            "error": "insufficient_scope",
+            "error_description": "only the auditor workload reads events",
+        }
+        return JSONResponse(problem, status_code=403, headers=forbidden_headers())
     except OAuthProblem as problem:
         return problem.response()
     return JSONResponse(body, headers=NO_STORE)

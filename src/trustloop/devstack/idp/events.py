@@ -37,6 +37,10 @@ An ``id`` this file does not hold falls back to the events strictly beyond
 Authentication, never optional: ``Authorization: Bearer <JWT-SVID>`` of our trust
 domain with ``aud`` = the issuer, validated as the introspection client assertion
 is; anything else is 401 with an RFC 6750 §3 ``WWW-Authenticate`` challenge.
+Authorization: only the auditor workload (``Settings.auditor_spiffe_id``,
+``spiffe://<trust domain>/auditor``, a SIEM forwarder) may read. The events say which patients needed a step-up and who
+asked for whom, which the MCP server and the agent runtime must not learn from
+here; any other workload's valid SVID is 403 ``insufficient_scope``.
 """
 
 from __future__ import annotations
@@ -91,6 +95,10 @@ class Unauthorized(Exception):
     """No valid bearer JWT-SVID: RFC 6750 §3 ``invalid_token``."""
 
 
+class Forbidden(Exception):
+    """A valid JWT-SVID of a workload that may not read: ``insufficient_scope``."""
+
+
 @dataclass(frozen=True)
 class Query:
     """One page request, read from the query string."""
@@ -107,16 +115,22 @@ class EventsApi:
     """Serves the IdP's own audit file (``idp.jsonl``) as Verify events."""
 
     def __init__(
-        self, path: Path, *, clients: ClientAuthenticator, clock: Clock = time.time
+        self,
+        path: Path,
+        *,
+        clients: ClientAuthenticator,
+        readers: frozenset[str],
+        clock: Clock = time.time,
     ) -> None:
         self._path = path
         self._clients = clients
+        self._readers = readers
         self._clock = clock
 
     async def __call__(
         self, authorization: str | None, params: Mapping[str, str]
     ) -> dict[str, Any]:
-        """The page for ``params``; raises :class:`Unauthorized` or a 400 problem."""
+        """The page; :class:`Unauthorized`, :class:`Forbidden` or a 400 problem."""
         await self._authenticate(authorization)
         query = parse_query(params, now_ms=int(self._clock() * 1000))
         events = await anyio.to_thread.run_sync(self._events)
@@ -127,9 +141,11 @@ class EventsApi:
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized
         try:
-            await self._clients.svid(token.strip())
+            workload = await self._clients.svid(token.strip())
         except JwtInvalidError as exc:
             raise Unauthorized from exc
+        if workload not in self._readers:
+            raise Forbidden
 
     def _events(self) -> list[dict[str, Any]]:
         if not self._path.exists():
@@ -259,6 +275,15 @@ def _matches(event: dict[str, Any], query: Query) -> bool:
     if query.types is not None and event["event_type"] not in query.types:
         return False
     return query.start_ms <= int(event["time"]) <= query.end_ms
+
+
+def forbidden_headers() -> dict[str, str]:
+    """RFC 6750 §3.1: a valid token without the right to read events."""
+    challenge = (
+        'Bearer error="insufficient_scope",'
+        ' error_description="only the auditor workload reads events"'
+    )
+    return {**NO_STORE, "WWW-Authenticate": challenge}
 
 
 def unauthorized_headers() -> dict[str, str]:

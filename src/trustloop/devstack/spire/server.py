@@ -41,6 +41,9 @@ def registered_workloads(settings: Settings) -> dict[str, str]:
     return {
         "mcp-server": settings.mcp_spiffe_id,
         "agent-runtime": settings.runtime_spiffe_id,
+        # No part of the stack: the socket a local SIEM forwarder (or a test)
+        # uses to read the IdP's events.
+        "auditor": settings.auditor_spiffe_id,
     }
 
 
