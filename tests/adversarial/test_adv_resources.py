@@ -222,6 +222,39 @@ async def test_a_replayed_obo_jti_gets_no_second_role(
     _vault_refuses(adv_stack, probe, client_token, obo)
 
 
+async def test_a_replayed_obo_jti_gets_no_role_after_vault_restarts(
+    adv_stack: Stack, probe: Probe, achen: str, mcp_identity: WorkloadIdentity
+) -> None:
+    """Vault's own ledger is in memory; ``access.redeemed_jtis`` is not.
+
+    Before it, an OBO redeemed in the 5 s before a restart was accepted again
+    after it (one consent could write the same note twice).
+    """
+    mine = probe.patients(on_team_of=ACHEN, on_team=True)[0]
+    obo = await fresh_obo(adv_stack, mcp_identity, achen, mine)
+    client_token = _vault_token(adv_stack, mcp_identity)
+    first = _creds(adv_stack, client_token, obo)
+    assert first.status_code == 200, first.text
+    _revoke(adv_stack, client_token, first.json()["lease_id"])
+
+    adv_stack.stop_part("vault")
+    adv_stack.start_part("vault")
+    replay = _creds(adv_stack, _vault_token(adv_stack, mcp_identity), obo)
+
+    assert replay.status_code == 403, replay.text
+    # The ledger's answer; the second is Vault's start-up guard, which refuses a
+    # token issued over 5 s before it started (a slow restart): not what is tested.
+    assert replay.json()["errors"][0] in {
+        "invalid token: jti already used",
+        "invalid token: issued before this engine started",
+    }
+    assert probe.obo_roles() == []
+    jti = claims_of(obo)["jti"]
+    assert probe.query(
+        "select count(*) from access.redeemed_jtis where jti = %s", jti
+    ) == [(1,)]
+
+
 def test_the_agent_runtime_cannot_log_in_as_the_mcp_server(
     adv_stack: Stack, probe: Probe
 ) -> None:

@@ -3,11 +3,14 @@
 The engine connects as ``trustloop_lease_engine`` (``CREATEROLE``, member of
 ``pg_signal_backend``, owner of schema ``access``).
 
-Mint, in ONE transaction: ``CREATE ROLE obo_<jti hex> LOGIN ... VALID UNTIL <exp>
-CONNECTION LIMIT 2``, ``ALTER ROLE ... SET statement_timeout`` (shorter than the
-lease, so a statement ends before its credential does), ``GRANT`` the group roles
-(membership only, never a table privilege), ``INSERT`` the ``access.grants`` row,
-then the caller's ``before_commit`` (the audit record). Anything failing rolls all
+Mint, in ONE transaction: record the OBO's ``jti`` in ``access.redeemed_jtis``
+(a ``jti`` already there is :class:`AlreadyRedeemedError`: the replay check that
+survives a restart, kept until the token expires), ``CREATE ROLE obo_<jti hex>
+LOGIN ... VALID UNTIL <exp> CONNECTION LIMIT 2``, ``ALTER ROLE ... SET
+statement_timeout`` (shorter than the lease, so a statement ends before its
+credential does), ``GRANT`` the group roles (membership only, never a table
+privilege), ``INSERT`` the ``access.grants`` row, then the caller's
+``before_commit`` (the audit record). Anything failing rolls all
 of it back. Mints run concurrently without a lock: "tuple concurrently
 updated" comes from two sessions rewriting one catalog row (two ``GRANT ... ON
 TABLE`` to one table both rewrite its ``relacl``); a membership grant inserts a
@@ -91,6 +94,9 @@ _CREATE_ROLE = sql.SQL(
     "NOREPLICATION NOBYPASSRLS CONNECTION LIMIT {limit} "
     "PASSWORD {verifier} VALID UNTIL {until}"
 )
+_REDEEM_JTI = "INSERT INTO access.redeemed_jtis (jti, expires_at) VALUES (%s, %s)"
+_REDEEMED_PKEY = "redeemed_jtis_pkey"
+_FORGET_JTIS = "DELETE FROM access.redeemed_jtis WHERE expires_at < %s"
 _INSERT_GRANT = (
     "INSERT INTO access.grants (role_name, jti, clinician_sub, rar_type, action,"
     " resource_id, stepped_up, expires_at, change_sha256)"
@@ -167,6 +173,10 @@ class LeaseEngineError(Exception):
     """A role could not be created or removed (details in the server log)."""
 
 
+class AlreadyRedeemedError(LeaseEngineError):
+    """The OBO token's ``jti`` was redeemed before (a replay)."""
+
+
 class RevokeFailedError(LeaseEngineError):
     """Every attempt at a revoke failed on a transient error; try again later."""
 
@@ -190,6 +200,7 @@ class GrantSpec:
     expires_at: datetime
     group_roles: tuple[str, ...]
     change_sha256: str | None = None  # writes only: the consented change
+    token_expires_at: datetime | None = None  # the OBO's exp; None: expires_at
 
 
 @dataclass(frozen=True)
@@ -225,10 +236,21 @@ class LeaseEngine:
         verifier = scram_verifier(password)
         timeout_ms = self._statement_timeout_ms(spec)
 
-        with self._pool.connection() as conn, conn.transaction():
-            _create_role(conn, spec, verifier, timeout_ms)
-            before_commit(credential)
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                _create_role(conn, spec, verifier, timeout_ms)
+                before_commit(credential)
+        except psycopg.errors.UniqueViolation as exc:
+            if exc.diag.constraint_name == _REDEEMED_PKEY:
+                raise AlreadyRedeemedError(f"{spec.jti} was redeemed before") from exc
+            raise
         return credential
+
+    def forget_redeemed(self, grace_s: float) -> int:
+        """Drop the ``jti``s of tokens expired ``grace_s`` ago; how many."""
+        until = datetime.fromtimestamp(self._clock() - grace_s, UTC)
+        with self._pool.connection() as conn:
+            return conn.execute(_FORGET_JTIS, [until]).rowcount
 
     def revoke(self, role_name: str) -> bool:
         """Remove the role, its sessions and its grant row; False if already gone.
@@ -355,6 +377,7 @@ def _queue_role_statements(
     conn: Connection, spec: GrantSpec, verifier: str, timeout_ms: int
 ) -> None:
     role = sql.Identifier(spec.role_name)
+    conn.execute(_REDEEM_JTI, [spec.jti, spec.token_expires_at or spec.expires_at])
     conn.execute(
         _CREATE_ROLE.format(
             role=role,

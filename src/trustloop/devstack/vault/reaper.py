@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import structlog
 
 from trustloop.audit.chain import AuditWriteError
-from trustloop.devstack.jwtcheck import Clock
+from trustloop.devstack.jwtcheck import LEEWAY_S, Clock
 from trustloop.devstack.vault.audit import AuditDevice
 from trustloop.devstack.vault.lease_engine import (
     LeaseEngine,
@@ -62,6 +62,7 @@ class Reaper:
         """
         removed = self._reap_all(self._engine.expired_roles())
         self._engine.end_orphaned_sessions()
+        self._engine.forget_redeemed(grace_s=LEEWAY_S)
         return removed
 
     def reap_at_start(self) -> list[str]:

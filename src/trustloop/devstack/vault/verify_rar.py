@@ -7,8 +7,10 @@ caller's word for any of it):
 - signature against the IdP's JWKS, ES256 pinned (RFC 8725 §3.1), ``iss`` = the
   IdP, ``aud`` = Vault, ``exp`` (RFC 7519 §4.1.4);
 - ``jti`` single use: remembered until the token expires, so a replay is refused
-  even after its lease ended; tokens issued before this process started are
-  refused too, so a restart does not reopen the replay window;
+  even after its lease ended: in memory here, and durably in
+  ``access.redeemed_jtis``, written in the mint's transaction, so a restart of
+  this process (or a second one on the same database) does not reopen the replay
+  window; tokens issued before this process started are refused as well;
 - ``act.sub`` (RFC 8693 §4.1) equal to the SPIFFE ID the client token was issued
   to: only the actor named by the IdP may redeem the token;
 - exactly one RFC 9396 authorization detail, whose ``"<type>|<action>"`` the
@@ -38,6 +40,7 @@ from trustloop.devstack.vault.errors import (
     permission_denied,
 )
 from trustloop.devstack.vault.lease_engine import (
+    AlreadyRedeemedError,
     Credential,
     GrantSpec,
     LeaseEngine,
@@ -167,7 +170,10 @@ class VerifyRarEngine:
         def record_answer(credential: Credential) -> None:
             exchange.respond(200, _creds_body(exchange, lease, credential, self._now()))
 
-        self._engine.mint(_grant(obo, lease, groups), record_answer)
+        try:
+            self._engine.mint(_grant(obo, lease, groups), record_answer)
+        except AlreadyRedeemedError as exc:
+            raise permission_denied("invalid token: jti already used") from exc
         self._leases.add(lease)
         log.info(
             "lease_issued", jti=obo.jti, lease_id=lease.lease_id, role=lease.role_name
@@ -220,6 +226,7 @@ def _grant(obo: VerifiedObo, lease: Lease, groups: tuple[str, ...]) -> GrantSpec
         expires_at=lease.expire_time,
         group_roles=groups,
         change_sha256=obo.detail.change_sha256,
+        token_expires_at=datetime.fromtimestamp(obo.expires_at, UTC),
     )
 
 

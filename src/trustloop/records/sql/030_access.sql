@@ -31,6 +31,18 @@ ALTER TABLE access.grants OWNER TO trustloop_lease_engine;
 REVOKE ALL ON access.grants FROM PUBLIC;
 CREATE INDEX IF NOT EXISTS grants_expires_at_idx ON access.grants (expires_at);
 
+-- Every OBO jti the lease engine has redeemed, kept until the token has expired:
+-- the replay check that survives a restart of Vault (its own ledger is in memory)
+-- and outlives the grant row, which the revoke deletes.
+CREATE TABLE IF NOT EXISTS access.redeemed_jtis (
+    jti         text PRIMARY KEY,
+    expires_at  timestamptz NOT NULL
+);
+ALTER TABLE access.redeemed_jtis OWNER TO trustloop_lease_engine;
+REVOKE ALL ON access.redeemed_jtis FROM PUBLIC;
+CREATE INDEX IF NOT EXISTS redeemed_jtis_expires_at_idx
+    ON access.redeemed_jtis (expires_at);
+
 -- patient_record|read: rows of that one patient; a sensitive patient only with a
 -- grant made from a stepped-up OBO. Expired grants allow nothing.
 CREATE OR REPLACE FUNCTION access.can_read_patient(p_patient_id text)
