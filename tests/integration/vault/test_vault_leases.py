@@ -456,7 +456,8 @@ def test_write_obo_mints_a_writer_whose_grant_names_the_consented_change(
 ) -> None:
     """Membership in the writer group only: no reader, no table privilege."""
     digest = sha256_hex(f"the one change of {action}")
-    lease = client.issue(tokens.obo(patient_write(patient_ids[0], action, digest)))
+    detail = patient_write(patient_ids[0], action, digest)
+    lease = client.issue(tokens.obo(detail, extra={"consent": True}))
     with psycopg.connect(vault.cluster.admin_conninfo(LEASE_ENGINE)) as conn:
         grant = conn.execute(
             "SELECT action, resource_id, change_sha256 FROM access.grants"
@@ -479,6 +480,30 @@ def test_write_obo_mints_a_writer_whose_grant_names_the_consented_change(
     assert grant == (action, patient_ids[0], digest)
     assert groups == [(group,)]
     assert table_grants == (0,)
+
+
+@pytest.mark.parametrize("consent", [None, False, "true", 1])
+@pytest.mark.parametrize("action", ["write_note", "update_medication"])
+def test_a_write_obo_without_the_consent_claim_gets_no_role(
+    vault: VaultUnderTest,
+    client: VaultLeaseClient,
+    tokens: Tokens,
+    patient_ids: list[str],
+    action: Action,
+    consent: object,
+) -> None:
+    """Defence in depth: a policy file that forgot ``requires: [consent]`` (or an
+    IdP bug) still cannot give a model a write nobody approved."""
+    detail = patient_write(patient_ids[0], action, sha256_hex("an unapproved note"))
+    extra = {} if consent is None else {"consent": consent}
+    obo = tokens.obo(detail, extra=extra)
+
+    with pytest.raises(VaultError) as refused:
+        client.issue(obo)
+
+    assert refused.value.status == 403
+    assert "consent" in str(refused.value)
+    assert not role_exists(vault.cluster, role_name_for(_jti_of(obo)))
 
 
 def test_stand_in_start_reaps_unexpired_roles_it_holds_no_lease_for(

@@ -14,7 +14,10 @@ caller's word for any of it):
 - ``act.sub`` (RFC 8693 §4.1) equal to the SPIFFE ID the client token was issued
   to: only the actor named by the IdP may redeem the token;
 - exactly one RFC 9396 authorization detail, whose ``"<type>|<action>"`` the
-  Vault role maps to group roles; anything unmapped is refused (403).
+  Vault role maps to group roles; anything unmapped is refused (403);
+- a write (``write_note``, ``update_medication``) only with ``consent: true``, the
+  claim the IdP sets on an OBO redeemed from the clinician's approved consent
+  push: the policy file is not the only thing between a model and a write.
 
 The grant row's ``stepped_up`` is true only when the OBO's ``acr`` is the IdP's
 step-up value (``urn:trustloop:acr:step-up``); row-level security lets only such a
@@ -55,6 +58,7 @@ MOUNT = "verify-rar"
 MAX_LEASE_S = 300
 IAT_LEEWAY_S = 5
 STEP_UP_ACR = "urn:trustloop:acr:step-up"
+WRITE_ACTIONS = frozenset({"write_note", "update_medication"})
 
 # Vault role -> "<rar type>|<action>" -> PostgreSQL group roles. Writers are not
 # readers (least privilege): a note writer reads back only its own note, a
@@ -115,6 +119,8 @@ class OboVerifier:
         if not isinstance(subject, str) or not subject:
             raise permission_denied("invalid token: missing sub")
         detail = _one_detail(claims.get("authorization_details"))
+        if detail.action in WRITE_ACTIONS and claims.get("consent") is not True:
+            raise permission_denied("invalid token: a write needs the consent claim")
         stepped_up = claims.get("acr") == STEP_UP_ACR
         return VerifiedObo(jti, subject, actor, detail, exp, stepped_up)
 
