@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -289,3 +290,22 @@ def test_cli_ask_exits_non_zero_when_a_tool_call_is_refused(
     )
     assert result.returncode == 1
     assert "access_denied" in result.stdout
+
+
+def test_a_refused_call_prints_the_jti_its_trail_hangs_off(
+    stack: Stack, cluster_of: ClusterInfo
+) -> None:
+    """No OBO token, so no OBO jti: the access token's, which the denial names."""
+    outside = _off_team_patient(cluster_of)
+    asked = _cli(
+        stack, "ask", "--as", "achen", f"show me the chart of Patient/{outside}"
+    )
+    found = re.search(r"no OBO token; access token jti ([0-9a-f-]{36})", asked.stdout)
+    assert found, asked.stdout
+
+    traced = _cli(stack, "audit", "trace", found.group(1), "--json")
+
+    assert traced.returncode == 0, traced.stderr
+    denied = [r for r in json.loads(traced.stdout) if r["event"] == "exchange_denied"]
+    assert denied, traced.stdout
+    assert f"Patient/{outside}" in json.dumps(denied)

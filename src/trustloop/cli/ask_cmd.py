@@ -9,12 +9,14 @@ import typer
 from trustloop.app.runtime_client import InvocationError
 from trustloop.cli.output import console, fail
 from trustloop.cli.session import ask as ask_runtime
-from trustloop.cli.session import sign_in
+from trustloop.cli.session import display_claims, sign_in
 from trustloop.devstack.demo import CLINICIANS, by_username
 from trustloop.identity.oauth import IdpUnavailableError, OAuthError
 from trustloop.settings import Settings
 
 MAX_QUESTION = 2000
+# The runtime's answers say this while a step-up or consent push waits.
+ON_DEVICE = "on your device"
 
 
 def ask(
@@ -36,22 +38,56 @@ def ask(
         fail(f"unknown clinician {as_!r}; demo clinicians are: {known}")
 
     settings = Settings()
+    printer = _Printer(_approve_hint(settings, as_))
     try:
         token = sign_in(settings, as_)
         answer = ask_runtime(
-            settings, token, question, session_id=session, on_text=_print_chunk
+            settings, token, question, session_id=session, on_text=printer
         )
     except (OAuthError, IdpUnavailableError, InvocationError, OSError) as exc:
         fail(f"{exc} (is the stack running? start it with `trustloop up`)")
     console.print()
     for tool in answer.tools:
-        jti = tool.get("obo_jti") or "-"
-        console.print(
-            f"[dim]tool {tool.get('name')}: {tool.get('status')}, jti {jti}[/]"
-        )
+        console.print(f"[dim]tool {tool.get('name')}: {_traced(tool, token)}[/]")
     if any(tool.get("status") != "success" for tool in answer.tools):
         raise typer.Exit(code=1)  # a refused or failed tool call: scripts can tell
 
 
-def _print_chunk(chunk: str) -> None:
-    console.print(chunk, end="", markup=False)
+def _traced(tool: dict[str, object], access_token: str) -> str:
+    """The call's status and the ``jti`` that ``trustloop audit trace`` follows.
+
+    A refused call has no OBO token: its trail hangs off the access token's
+    ``jti`` (the IdP's ``exchange_denied`` names it as ``subject_jti``).
+    """
+    status = tool.get("status")
+    if tool.get("obo_jti"):
+        return f"{status}, OBO jti {tool['obo_jti']}"
+    subject_jti = display_claims(access_token).get("jti") or "-"
+    return f"{status}, no OBO token; access token jti {subject_jti}"
+
+
+class _Printer:
+    """Prints the streamed answer; says once how to answer a push, locally."""
+
+    def __init__(self, hint: str | None) -> None:
+        self._hint = hint
+        self._seen = ""
+
+    def __call__(self, chunk: str) -> None:
+        console.print(chunk, end="", markup=False)
+        if self._hint is None:
+            return
+        self._seen = (self._seen + chunk)[-200:]  # the phrase may span two chunks
+        if ON_DEVICE in self._seen:
+            console.print(f"\n[dim]{self._hint}[/]")
+            self._hint = None
+
+
+def _approve_hint(settings: Settings, username: str) -> str | None:
+    """Where the local stack's pushes are answered; None outside ``local``."""
+    if settings.profile != "local":
+        return None
+    return (
+        f"(local stack: answer the push with `trustloop approve --as {username}`"
+        f" [--deny] in another terminal, or at {settings.idp_url}/authenticator)"
+    )

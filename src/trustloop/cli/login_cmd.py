@@ -11,16 +11,14 @@ it prints who signed in and how (``amr``), the session id and the token's
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from trustloop.cli.browser import Browser, BrowserError, new_http
 from trustloop.cli.output import console, fail
 from trustloop.cli.scripted_login import pass_login
-from trustloop.cli.session import demo_credentials
+from trustloop.cli.session import demo_credentials, display_claims
 from trustloop.devstack.demo import CLINICIANS, by_username
 from trustloop.identity.oauth import (
     CLI_CLIENT_ID,
@@ -56,7 +54,7 @@ def login(
         fail(f"sign-in failed: {exc}")
     except IdpUnavailableError as exc:
         fail(f"{exc} (is the stack running? start it with `trustloop up`)")
-    claims = _claims(tokens.access_token)
+    claims = display_claims(tokens.access_token)
     console.print(
         f"signed in as {claims.get('sub')} ({' + '.join(claims.get('amr', []))}), "
         f"session {claims.get('sid')}, token jti {claims.get('jti')}",
@@ -102,15 +100,3 @@ async def answer_device_page(
         ).status_code != 200:
             raise BrowserError("the approval was not accepted")
     console.print(f"[magenta]  (browser: {username} approved the sign-in)[/]")
-
-
-def _claims(token: str) -> dict[str, Any]:
-    """The access token's payload, unverified: for display only."""
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(
-            base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
-        )
-    except (IndexError, ValueError):
-        return {}
-    return claims if isinstance(claims, dict) else {}

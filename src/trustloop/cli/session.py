@@ -18,6 +18,7 @@ import json
 import secrets
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from trustloop.app.runtime_client import invoke
@@ -73,18 +74,22 @@ async def sign_in_tokens(settings: Settings, username: str) -> SignInTokens:
 _FACTORS = {"pwd": "password", "otp": "TOTP code", "push": "push approval"}
 
 
-def how_signed_in(access_token: str) -> str:
-    """``"password + TOTP code"`` from the token's ``amr``, for display only.
-
-    Read without verifying the signature: it decides nothing.
-    """
+def display_claims(token: str) -> dict[str, Any]:
+    """A JWT's payload read without verifying it: for display only, decides nothing."""
     try:
-        payload = access_token.split(".")[1]
+        payload = token.split(".")[1]
         claims = json.loads(
             base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
         )
-        amr = claims["amr"]
-    except (IndexError, KeyError, TypeError, ValueError):
+    except (IndexError, ValueError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def how_signed_in(access_token: str) -> str:
+    """``"password + TOTP code"`` from the token's ``amr``, for display only."""
+    amr = display_claims(access_token).get("amr")
+    if not isinstance(amr, list):
         return "an unknown method"
     return " + ".join(_FACTORS.get(str(m), str(m)) for m in amr)
 
