@@ -33,6 +33,7 @@ def trace(
 ) -> None:
     """One timeline of every system's records for one tool call."""
     settings = Settings()
+    _require_audit_dir(settings)
     try:
         events = trace_jti(jti, settings.audit_dir, _postgres_log_dir(settings))
     except TraceError as exc:
@@ -74,6 +75,7 @@ def tail(
 ) -> None:
     """The latest events of every source, merged; with -f, follow them (Ctrl-C)."""
     settings = Settings()
+    _require_audit_dir(settings)
     sources = Sources(
         settings.audit_dir, _postgres_log_dir(settings), all_postgres=all_postgres
     )
@@ -92,6 +94,15 @@ def _line(event: AuditEvent) -> str:
     )
 
 
+def _require_audit_dir(settings: Settings) -> None:
+    """A missing folder is a wrong state folder, not an empty trail: say so."""
+    if not settings.audit_dir.is_dir():
+        fail(
+            f"no audit folder at {settings.audit_dir}/: start the stack there first,"
+            " or set TRUSTLOOP_STATE_DIR to the stack's state folder"
+        )
+
+
 def _postgres_log_dir(settings: Settings) -> Path | None:
     try:
         log_dir = load_info(settings.state_dir).log_dir()
@@ -103,9 +114,11 @@ def _postgres_log_dir(settings: Settings) -> Path | None:
 @app.command()
 def verify() -> None:
     """Check the hash chain of every audit file."""
-    files = sorted(Settings().audit_dir.glob("*.jsonl"))
+    settings = Settings()
+    _require_audit_dir(settings)
+    files = sorted(settings.audit_dir.glob("*.jsonl"))
     if not files:
-        fail("no audit files yet")
+        fail(f"no audit files yet in {settings.audit_dir}/")
     broken = False
     for path in files:
         result = verify_chain(path)

@@ -1,0 +1,47 @@
+"""``trustloop audit`` names a missing audit folder instead of reporting no records."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+from typer.testing import CliRunner
+
+from trustloop.cli.audit_cmd import app
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["trace", "00000000-0000-4000-8000-000000000000"],
+        ["tail", "-n", "5"],
+        ["verify"],
+    ],
+)
+def test_a_state_folder_without_audit_is_named(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tmp_path / "no-stack-here"
+    monkeypatch.setenv("TRUSTLOOP_STATE_DIR", str(state))
+
+    result = CliRunner().invoke(app, argv)
+
+    assert result.exit_code == 1
+    assert f"no audit folder at {state}/audit/" in result.output
+    assert "TRUSTLOOP_STATE_DIR" in result.output
+    assert not state.exists()  # reading made nothing
+
+
+def test_an_empty_audit_folder_is_not_a_missing_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "audit").mkdir()
+    monkeypatch.setenv("TRUSTLOOP_STATE_DIR", str(tmp_path))
+
+    result = CliRunner().invoke(app, ["trace", "00000000-0000-4000-8000-000000000000"])
+
+    assert result.exit_code == 1
+    assert "no audit record mentions" in result.output
