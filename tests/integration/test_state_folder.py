@@ -85,3 +85,24 @@ def test_down_delete_stops_and_deletes_the_stack_and_the_demos(
         assert "nothing was running" in again.stdout
     finally:
         stop_cluster(state_dir / "demo")
+
+
+def test_links_are_removed_never_followed(tmp_path: Path) -> None:
+    """A link named like the stack's entry goes; what it points at stays."""
+    precious = tmp_path / "precious"
+    (precious / "inside").mkdir(parents=True)
+    (precious / "inside" / "file.txt").write_text("keep me")
+    target = tmp_path / "real-state"
+    target.mkdir()
+    for name in ("audit", "postgres", "logs"):
+        (target / name).symlink_to(precious / "inside", target_is_directory=True)
+    (target / "stack.lock").symlink_to(precious / "inside" / "file.txt")
+    state_dir = tmp_path / "state-link"
+    state_dir.symlink_to(target, target_is_directory=True)
+
+    kept = delete_state_folder(state_dir)
+
+    assert kept == []
+    assert (precious / "inside" / "file.txt").read_text() == "keep me"
+    assert list(target.iterdir()) == []
+    assert state_dir.is_symlink()

@@ -46,6 +46,6 @@ def delete_state_folder(state_dir: Path) -> list[str]:
             shutil.rmtree(entry)
         else:
             entry.unlink()
-    if not kept:
+    if not kept and not state_dir.is_symlink():  # a link stays; its target is empty
         state_dir.rmdir()
     return kept
