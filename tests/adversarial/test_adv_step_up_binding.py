@@ -18,7 +18,13 @@ from adversary import ACHEN, claims_of
 from idp_lab import refused
 
 from trustloop.devstack.idp.directory import CareTeamEntry, Directory
-from trustloop.devstack.idp.step_up import JWT_BEARER_GRANT, authenticator_id
+from trustloop.devstack.idp.policy import PolicyUnavailableError
+from trustloop.devstack.idp.step_up import (
+    JWT_BEARER_GRANT,
+    MAX_PENDING_PER_CLINICIAN,
+    NotFoundError,
+    authenticator_id,
+)
 from trustloop.identity.oauth import JWT_BEARER_ASSERTION
 
 if TYPE_CHECKING:
@@ -180,3 +186,89 @@ async def test_one_challenge_starts_one_push_and_gives_one_obo(
     assert "already started" in again.json()["error_description"]
     assert first.status_code == 200, first.text
     assert (replayed.status_code, replayed.json()["error"]) == (400, "invalid_grant")
+
+
+async def test_a_passing_failure_at_redemption_does_not_use_up_the_approval(
+    lab: Lab, probe: Probe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """503 invites a retry: the retry must still find the approval redeemable."""
+    details = lab.detail(_restricted_on_team(probe))
+    assertion = await _approved_assertion(
+        lab, await _challenge(lab, lab.access(), details)
+    )
+    facts = lab.idp.facts
+    assert isinstance(facts, Directory)
+
+    async def unavailable(*_: object) -> None:
+        raise PolicyUnavailableError("directory being rewritten")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(facts, "role", unavailable)
+        first = await lab.token(_redeem_form(lab, assertion, details))
+    retry = await lab.token(_redeem_form(lab, assertion, details))
+
+    assert (first.status_code, first.json()["error"]) == (
+        503,
+        "temporarily_unavailable",
+    )
+    assert retry.status_code == 200, retry.text
+
+
+async def test_pushes_are_forgotten_once_nothing_can_use_them(
+    lab: Lab, probe: Probe
+) -> None:
+    details = lab.detail(_restricted_on_team(probe))
+    old = await _challenge(lab, lab.access(), details)
+    path = _verifications(old)
+    started = await _call(lab, "POST", path, bearer=old, json={})
+    txn = started.json()["id"]
+    before = lab.clock.now
+    try:
+        # The push's answer window, its assertion's lifetime and the leeway.
+        lab.clock.now += lab.settings.step_up_timeout_s + 60 + 5 + 1
+        fresh = await _challenge(lab, lab.access(), details)
+        kicked = await _call(lab, "POST", _verifications(fresh), bearer=fresh, json={})
+        lab.idp.step_up.answer(ACHEN, kicked.json()["id"], approve=False)
+        forgotten = await _call(lab, "GET", f"{path}/{txn}", bearer=old)
+    finally:
+        lab.clock.now = before
+
+    assert kicked.status_code == 202, kicked.text
+    assert forgotten.status_code in (401, 404)  # the challenge expired with it
+    assert txn not in {p.id for p in lab.idp.step_up.pending(ACHEN)}
+
+
+async def test_a_clinicians_phone_is_not_flooded_with_pushes(
+    lab: Lab, probe: Probe
+) -> None:
+    details = lab.detail(_restricted_on_team(probe))
+    started: list[str] = []
+    try:
+        while len(lab.idp.step_up.pending(ACHEN)) < MAX_PENDING_PER_CLINICIAN:
+            challenge = await _challenge(lab, lab.access(), details)
+            push = await _call(lab, "POST", _verifications(challenge), bearer=challenge)
+            assert push.status_code == 202, push.text
+            started.append(push.json()["id"])
+        challenge = await _challenge(lab, lab.access(), details)
+
+        flooded = await _call(lab, "POST", _verifications(challenge), bearer=challenge)
+    finally:
+        for txn in started:
+            lab.idp.step_up.answer(ACHEN, txn, approve=False)
+
+    assert flooded.status_code == 400
+    assert "too many" in flooded.json()["error_description"]
+
+
+async def test_a_push_whose_sign_in_ended_is_not_offered_for_an_answer(
+    lab: Lab, probe: Probe
+) -> None:
+    subject = lab.access()
+    challenge = await _challenge(lab, subject, lab.detail(_restricted_on_team(probe)))
+    started = await _call(lab, "POST", _verifications(challenge), bearer=challenge)
+    txn = started.json()["id"]
+    await _logout(lab, subject)
+
+    assert txn not in {p.id for p in lab.idp.step_up.pending(ACHEN)}
+    with pytest.raises(NotFoundError):
+        lab.idp.step_up.answer(ACHEN, txn, approve=True)

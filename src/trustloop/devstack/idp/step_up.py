@@ -80,6 +80,7 @@ CHALLENGE_TYP = "mfa-challenge+jwt"
 ASSERTION_TYP = "step-up+jwt"
 CHALLENGE_TTL_S = 300
 ASSERTION_TTL_S = 60
+MAX_PENDING_PER_CLINICIAN = 10  # more is a client gone wrong, or flooding a phone
 
 State = Literal["PENDING", "VERIFY_SUCCESS", "VERIFY_FAILED", "EXPIRED"]
 AutoAnswer = Literal["off", "approve", "deny"]
@@ -259,6 +260,9 @@ class StepUp:
             raise NotFoundError
         details = claims["authorization_details"]
         change = consent_change(body, details)
+        self._forget_finished()
+        if len(self.pending(claims["sub"])) >= MAX_PENDING_PER_CLINICIAN:
+            raise invalid_request("too many verifications are waiting for an answer")
         if not self._started.first_use(claims["jti"], claims["exp"]):
             raise invalid_request("this challenge has already started a verification")
         now = self._clock()
@@ -303,11 +307,27 @@ class StepUp:
         return self._current(push).body(self._issuer)
 
     def pending(self, sub: str) -> list[Push]:
-        """``sub``'s pending pushes, oldest first (the authenticator's list)."""
+        """``sub``'s pending pushes, oldest first (the authenticator's list).
+
+        A push whose sign-in has ended is not shown: its approval could not be
+        redeemed, and answering it would only write a misleading audit line.
+        """
         with self._lock:
             mine = [p for p in self._pushes.values() if p.sub == sub]
         current = [self._current(p) for p in sorted(mine, key=lambda p: p.created)]
-        return [p for p in current if p.state == "PENDING"]
+        return [
+            p
+            for p in current
+            if p.state == "PENDING"
+            and self._subject_active({"subject_token": p.subject})
+        ]
+
+    def _forget_finished(self) -> None:
+        """Drop pushes no one can use any more: expired, and their assertion too."""
+        horizon = self._clock() - ASSERTION_TTL_S - LEEWAY_S
+        with self._lock:
+            for key in [k for k, p in self._pushes.items() if p.expires < horizon]:
+                del self._pushes[key]
 
     def answer(self, sub: str, transaction_id: str | None, *, approve: bool) -> Push:
         """Approve or deny ``sub``'s push (the oldest pending one when no id)."""
@@ -431,6 +451,10 @@ class StepUp:
                 "invalid_grant", "the sign-in behind this approval has ended"
             )
         await self._still_allowed(claims, detail)
+        # Used up only now: a refusal above for a passing reason (503) leaves
+        # the clinician's approval redeemable by the retry it invites.
+        if not self._redeemed.first_use(claims["jti"], claims["exp"]):
+            raise OAuthProblem("invalid_grant", "the assertion was already used")
 
         obo = self._tokens.obo_token(
             sub=claims["sub"],
@@ -468,15 +492,13 @@ class StepUp:
             )
 
     def _redeemable(self, assertion: str, client: str) -> dict[str, Any]:
-        """An unexpired, unredeemed assertion of ours for this client."""
+        """An unexpired assertion of ours for this client (single use: the caller)."""
         try:
             claims = self._validator().verify(assertion, typ=ASSERTION_TYP)
         except JwtInvalidError as exc:
             raise OAuthProblem("invalid_grant", "the assertion is invalid") from exc
         if claims.get("act", {}).get("sub") != client:
             raise OAuthProblem("invalid_grant", "the assertion is for another client")
-        if not self._redeemed.first_use(claims["jti"], claims["exp"]):
-            raise OAuthProblem("invalid_grant", "the assertion was already used")
         return claims
 
     def _granted(
