@@ -41,6 +41,6 @@ bench: setup
 # down --delete also removes a database kept outside .trustloop (a clone under /root).
 clean:
 	@if [ -x $(BIN)/trustloop ]; then \
-		TRUSTLOOP_STATE_DIR=.trustloop $(BIN)/trustloop down --delete; \
+		TRUSTLOOP_STATE_DIR=.trustloop $(BIN)/trustloop down --delete --force; \
 	fi
 	rm -rf .trustloop

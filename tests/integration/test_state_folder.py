@@ -6,16 +6,17 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from trustloop.devstack.postgres import start_cluster, stop_cluster
-from trustloop.devstack.state_folder import delete_state_folder
+from trustloop.devstack.state_folder import StateFolderError, delete_state_folder
+from trustloop.devstack.state_marker import MARKER, mark
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
 
 pytestmark = pytest.mark.integration
 
@@ -27,6 +28,7 @@ def _listens(port: int) -> bool:
 
 
 def _as_the_stack_leaves_it(state_dir: Path) -> None:
+    mark(state_dir)
     for folder in ("audit", "logs", "spire/sockets", "vault", "idp", "cli"):
         (state_dir / folder).mkdir(parents=True, exist_ok=True)
     (state_dir / "audit" / "mcp.jsonl").write_text("{}\n")
@@ -55,7 +57,7 @@ def test_a_relocated_database_is_deleted_and_foreign_files_are_kept(
         assert not info.data_dir.exists()
         assert not info.data_dir.parent.exists()
         assert not _listens(info.port)
-        assert sorted(p.name for p in state_dir.iterdir()) == ["my-notes.txt"]
+        assert sorted(p.name for p in state_dir.iterdir()) == [MARKER, "my-notes.txt"]
     finally:
         stop_cluster(state_dir)
 
@@ -93,7 +95,7 @@ def test_links_are_removed_never_followed(tmp_path: Path) -> None:
     (precious / "inside").mkdir(parents=True)
     (precious / "inside" / "file.txt").write_text("keep me")
     target = tmp_path / "real-state"
-    target.mkdir()
+    mark(target)
     for name in ("audit", "postgres", "logs"):
         (target / name).symlink_to(precious / "inside", target_is_directory=True)
     (target / "stack.lock").symlink_to(precious / "inside" / "file.txt")
@@ -106,3 +108,67 @@ def test_links_are_removed_never_followed(tmp_path: Path) -> None:
     assert (precious / "inside" / "file.txt").read_text() == "keep me"
     assert list(target.iterdir()) == []
     assert state_dir.is_symlink()
+
+
+def _a_users_folder(root: Path) -> Path:
+    """Not a state folder, but with entries named like the stack's."""
+    (root / "vault" / "Daily notes").mkdir(parents=True)
+    (root / "vault" / "Daily notes" / "today.md").write_text("mine")
+    (root / "logs").mkdir()
+    (root / "logs" / "build.log").write_text("mine")
+    (root / "postgres").mkdir()
+    (root / "postgres" / "README").write_text("a checkout of mine")
+    (root / "my-notes.txt").write_text("mine")
+    return root
+
+
+def _everything(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_a_folder_without_the_marker_loses_nothing(tmp_path: Path) -> None:
+    """TRUSTLOOP_STATE_DIR=$HOME by mistake: names alike, files not ours."""
+    home = _a_users_folder(tmp_path / "home")
+    before = _everything(home)
+
+    with pytest.raises(StateFolderError, match=MARKER):
+        delete_state_folder(home)
+
+    assert _everything(home) == before
+
+
+def test_a_demo_link_is_not_followed(tmp_path: Path) -> None:
+    project = _a_users_folder(tmp_path / "project")
+    mark(project)  # even a marked target: the link is not the demo's folder
+    before = _everything(project)
+    state_dir = tmp_path / "state"
+    _as_the_stack_leaves_it(state_dir)
+    (state_dir / "demo").symlink_to(project, target_is_directory=True)
+
+    kept = delete_state_folder(state_dir)
+
+    assert kept == ["demo"]
+    assert _everything(project) == before
+    assert sorted(p.name for p in state_dir.iterdir()) == [MARKER, "demo"]
+
+
+@pytest.mark.parametrize("where", ["/", "home"])
+def test_root_and_home_are_refused_even_with_force(where: str) -> None:
+    target = Path("/") if where == "/" else Path.home()
+    with pytest.raises(StateFolderError, match="home folder"):
+        delete_state_folder(target, force=True)
+
+
+def test_force_takes_an_unmarked_folder_but_only_the_stacks_entries(
+    tmp_path: Path,
+) -> None:
+    """For a folder made before the marker existed (make clean's .trustloop)."""
+    old = tmp_path / "old-state"
+    (old / "audit").mkdir(parents=True)
+    (old / "stack.lock").write_text("")
+    (old / "my-notes.txt").write_text("mine")
+
+    kept = delete_state_folder(old, force=True)
+
+    assert kept == ["my-notes.txt"]
+    assert sorted(p.name for p in old.iterdir()) == ["my-notes.txt"]

@@ -16,7 +16,11 @@ from trustloop.cli.load_cmd import load_samples_if_empty
 from trustloop.cli.output import console, fail
 from trustloop.devstack.postgres import stop_cluster
 from trustloop.devstack.stack import Stack, StackError, supervisor_pid
-from trustloop.devstack.state_folder import DEMO_FOLDER, delete_state_folder
+from trustloop.devstack.state_folder import (
+    StateFolderError,
+    delete_state_folder,
+    nested_demo,
+)
 from trustloop.settings import Settings, require_local
 
 DOWN_TIMEOUT_S = 30.0
@@ -121,17 +125,29 @@ def down(
             " and the demo's, wherever PostgreSQL keeps its files.",
         ),
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="With --delete: also a folder without the .trustloop-state marker"
+            " (made by an older trustloop).",
+        ),
+    ] = False,
 ) -> None:
     """Stop the stack of this state folder: its supervisor, then PostgreSQL."""
     settings = Settings()
     require_local(settings, "the local stack")
     folders = [settings.state_dir]
-    if delete:  # the demo's stack first: its folder is inside
-        folders.insert(0, settings.state_dir / DEMO_FOLDER)
+    demo = nested_demo(settings.state_dir)
+    if delete and demo is not None:  # the demo's stack first: its folder is inside
+        folders.insert(0, demo)
     stopped = [folder for folder in folders if _stop_folder(folder)]
     console.print("stopped" if stopped else "nothing was running")
     if delete:
-        kept = delete_state_folder(settings.state_dir)
+        try:
+            kept = delete_state_folder(settings.state_dir, force=force)
+        except StateFolderError as exc:
+            fail(str(exc))
         if kept:
             console.print(
                 f"deleted the stack's files; kept {settings.state_dir}/ because it"

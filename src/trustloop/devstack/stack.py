@@ -29,6 +29,7 @@ import httpx
 
 from trustloop.devstack.net import free_port
 from trustloop.devstack.postgres import ClusterInfo, start_cluster, stop_cluster
+from trustloop.devstack.state_marker import mark
 from trustloop.settings import Settings, bind_address, require_local
 
 if TYPE_CHECKING:
@@ -207,6 +208,7 @@ class Stack:
 
     def _take_lock(self) -> None:
         """One supervisor per state directory: a second ``up`` is refused, not mixed in."""
+        mark(self.settings.state_dir)
         path = self.settings.state_dir / "stack.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:

@@ -44,6 +44,7 @@ from trustloop.devstack.postgres.tooling import (
     run,
     server_user,
 )
+from trustloop.devstack.state_marker import mark
 
 HOST = "127.0.0.1"
 DBNAME = "trustloop"
@@ -118,6 +119,7 @@ def ensure_cluster(state_dir: Path) -> ClusterInfo:
     layout = _Layout.of(state_dir)
     bindir = find_bindir()
     user = server_user()
+    mark(state_dir)
     _prepare_dirs(layout, user)
 
     if not (layout.data / "PG_VERSION").is_file():
