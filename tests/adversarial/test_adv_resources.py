@@ -209,15 +209,25 @@ def test_a_token_that_is_not_an_obo_gets_no_database_role(
     _vault_refuses(adv_stack, probe, _vault_token(adv_stack, mcp_identity), obo)
 
 
+async def _redeemed_and_revoked(
+    stack: Stack, probe: Probe, token: str, identity: WorkloadIdentity
+) -> tuple[str, str]:
+    """An OBO whose one lease came and went, and the Vault token that used it."""
+    mine = probe.patients(on_team_of=ACHEN, on_team=True)[0]
+    obo = await fresh_obo(stack, identity, token, mine)
+    client_token = _vault_token(stack, identity)
+    first = _creds(stack, client_token, obo)
+    assert first.status_code == 200, first.text
+    _revoke(stack, client_token, first.json()["lease_id"])
+    return obo, client_token
+
+
 async def test_a_replayed_obo_jti_gets_no_second_role(
     adv_stack: Stack, probe: Probe, achen: str, mcp_identity: WorkloadIdentity
 ) -> None:
-    mine = probe.patients(on_team_of=ACHEN, on_team=True)[0]
-    obo = await fresh_obo(adv_stack, mcp_identity, achen, mine)
-    client_token = _vault_token(adv_stack, mcp_identity)
-    first = _creds(adv_stack, client_token, obo)
-    assert first.status_code == 200, first.text
-    _revoke(adv_stack, client_token, first.json()["lease_id"])
+    obo, client_token = await _redeemed_and_revoked(
+        adv_stack, probe, achen, mcp_identity
+    )
 
     _vault_refuses(adv_stack, probe, client_token, obo)
 
@@ -230,12 +240,7 @@ async def test_a_replayed_obo_jti_gets_no_role_after_vault_restarts(
     Before it, an OBO redeemed in the 5 s before a restart was accepted again
     after it (one consent could write the same note twice).
     """
-    mine = probe.patients(on_team_of=ACHEN, on_team=True)[0]
-    obo = await fresh_obo(adv_stack, mcp_identity, achen, mine)
-    client_token = _vault_token(adv_stack, mcp_identity)
-    first = _creds(adv_stack, client_token, obo)
-    assert first.status_code == 200, first.text
-    _revoke(adv_stack, client_token, first.json()["lease_id"])
+    obo, _ = await _redeemed_and_revoked(adv_stack, probe, achen, mcp_identity)
 
     adv_stack.stop_part("vault")
     adv_stack.start_part("vault")

@@ -101,14 +101,19 @@ async def _logout(lab: Lab, subject: str) -> None:
     assert out.status_code == 200, out.text
 
 
+async def _approved(lab: Lab, probe: Probe, subject: str) -> tuple[str, str, str]:
+    """Details for a restricted patient, their challenge and its approved assertion."""
+    details = lab.detail(_restricted_on_team(probe))
+    challenge = await _challenge(lab, subject, details)
+    return details, challenge, await _approved_assertion(lab, challenge)
+
+
 async def test_the_challenge_names_the_access_token_it_answered(
     lab: Lab, probe: Probe
 ) -> None:
     subject = lab.access()
-    details = lab.detail(_restricted_on_team(probe))
 
-    challenge = await _challenge(lab, subject, details)
-    assertion = await _approved_assertion(lab, challenge)
+    details, challenge, assertion = await _approved(lab, probe, subject)
     granted = await lab.token(_redeem_form(lab, assertion, details))
 
     named = claims_of(challenge)["subject_token"]
@@ -138,9 +143,7 @@ async def test_an_approval_is_not_redeemed_after_the_clinician_logged_out(
     lab: Lab, probe: Probe
 ) -> None:
     subject = lab.access()
-    details = lab.detail(_restricted_on_team(probe))
-    challenge = await _challenge(lab, subject, details)
-    assertion = await _approved_assertion(lab, challenge)
+    details, _, assertion = await _approved(lab, probe, subject)
     await _logout(lab, subject)
 
     body = await refused(lab, _redeem_form(lab, assertion, details), "invalid_grant")
