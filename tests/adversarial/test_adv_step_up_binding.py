@@ -123,7 +123,10 @@ async def test_the_challenge_names_the_access_token_it_answered(
     obo = claims_of(granted.json()["access_token"])
     records = [json.loads(line) for line in lab.audit_text().splitlines()]
     record = next(r for r in records if r.get("jti") == obo["jti"])
+    required = next(r for r in records if r.get("jti") == claims_of(challenge)["jti"])
     assert record["subject_jti"] == named["jti"]  # audit trace follows it
+    assert required["event"] == "step_up_required"
+    assert required["subject_jti"] == named["jti"]
 
 
 async def test_a_challenge_starts_no_push_after_the_clinician_logged_out(

@@ -212,6 +212,7 @@ class StepUp:
         self._audit.append(
             "step_up_required",
             jti=claims["jti"],
+            subject_jti=subject["jti"],
             sub=sub,
             actor=actor,
             rule=rule,
