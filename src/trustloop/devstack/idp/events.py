@@ -38,9 +38,10 @@ Authentication, never optional: ``Authorization: Bearer <JWT-SVID>`` of our trus
 domain with ``aud`` = the issuer, validated as the introspection client assertion
 is; anything else is 401 with an RFC 6750 §3 ``WWW-Authenticate`` challenge.
 Authorization: only the auditor workload (``Settings.auditor_spiffe_id``,
-``spiffe://<trust domain>/auditor``, a SIEM forwarder) may read. The events say which patients needed a step-up and who
-asked for whom, which the MCP server and the agent runtime must not learn from
-here; any other workload's valid SVID is 403 ``insufficient_scope``.
+``spiffe://<trust domain>/auditor``, a SIEM forwarder) may read. The events say
+which patients needed a step-up and who asked for whom, which the MCP server and
+the agent runtime must not learn from here; any other workload's valid SVID is
+403 ``insufficient_scope``.
 """
 
 from __future__ import annotations
