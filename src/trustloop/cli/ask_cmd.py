@@ -9,7 +9,7 @@ import typer
 from trustloop.app.runtime_client import InvocationError
 from trustloop.cli.output import console, fail
 from trustloop.cli.session import ask as ask_runtime
-from trustloop.cli.session import display_claims, sign_in
+from trustloop.cli.session import sign_in, traced
 from trustloop.devstack.demo import CLINICIANS, by_username
 from trustloop.identity.oauth import IdpUnavailableError, OAuthError
 from trustloop.settings import Settings
@@ -48,22 +48,9 @@ def ask(
         fail(f"{exc} (is the stack running? start it with `trustloop up`)")
     console.print()
     for tool in answer.tools:
-        console.print(f"[dim]tool {tool.get('name')}: {_traced(tool, token)}[/]")
+        console.print(f"[dim]tool {tool.get('name')}: {traced(tool, token)}[/]")
     if any(tool.get("status") != "success" for tool in answer.tools):
         raise typer.Exit(code=1)  # a refused or failed tool call: scripts can tell
-
-
-def _traced(tool: dict[str, object], access_token: str) -> str:
-    """The call's status and the ``jti`` that ``trustloop audit trace`` follows.
-
-    A refused call has no OBO token: its trail hangs off the access token's
-    ``jti`` (the IdP's ``exchange_denied`` names it as ``subject_jti``).
-    """
-    status = tool.get("status")
-    if tool.get("obo_jti"):
-        return f"{status}, OBO jti {tool['obo_jti']}"
-    subject_jti = display_claims(access_token).get("jti") or "-"
-    return f"{status}, no OBO token; access token jti {subject_jti}"
 
 
 class _Printer:

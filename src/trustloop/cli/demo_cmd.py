@@ -30,7 +30,7 @@ from trustloop.audit.trace import trace
 from trustloop.cli.approve_cmd import answer_push
 from trustloop.cli.load_cmd import load_into
 from trustloop.cli.output import console, fail
-from trustloop.cli.session import Answer, ask, how_signed_in, sign_in
+from trustloop.cli.session import Answer, ask, how_signed_in, sign_in, traced
 from trustloop.cli.stack_cmd import start_and_report
 from trustloop.devstack.demo import CLINICIANS
 from trustloop.devstack.postgres import ClusterInfo, destroy_cluster
@@ -201,10 +201,7 @@ def _ask(settings: Settings, token: str, question: str, session: str) -> Answer:
     answer = ask(settings, token, question, session_id=session, on_text=_print_chunk)
     console.print()
     for tool in answer.tools:
-        console.print(
-            f"[dim]  tool {tool.get('name')}: {tool.get('status')}, "
-            f"OBO jti {tool.get('obo_jti') or '-'}[/]"
-        )
+        console.print(f"[dim]  tool {tool.get('name')}: {traced(tool, token)}[/]")
     return answer
 
 

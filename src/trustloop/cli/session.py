@@ -86,6 +86,19 @@ def display_claims(token: str) -> dict[str, Any]:
     return claims if isinstance(claims, dict) else {}
 
 
+def traced(tool: dict[str, object], access_token: str) -> str:
+    """The call's status and the ``jti`` that ``trustloop audit trace`` follows.
+
+    A refused call has no OBO token: its trail hangs off the access token's
+    ``jti`` (the IdP's ``exchange_denied`` names it as ``subject_jti``).
+    """
+    status = tool.get("status")
+    if tool.get("obo_jti"):
+        return f"{status}, OBO jti {tool['obo_jti']}"
+    subject_jti = display_claims(access_token).get("jti") or "-"
+    return f"{status}, no OBO token; access token jti {subject_jti}"
+
+
 def how_signed_in(access_token: str) -> str:
     """``"password + TOTP code"`` from the token's ``amr``, for display only."""
     amr = display_claims(access_token).get("amr")
