@@ -37,6 +37,7 @@ from bedrock_agentcore.runtime import (
     RequestContext,
 )
 
+from trustloop.agent.body_limit import BodyLimit
 from trustloop.agent.invocation import Frame, Invocation, UserToken
 from trustloop.agent.sessions import ConversationMemory
 from trustloop.audit.chain import AuditLog
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None) -> BedrockAgentCoreApp:
     audit = AuditLog(settings.audit_dir / "runtime.jsonl", "runtime")
     memory = ConversationMemory.for_settings(settings)
     app = BedrockAgentCoreApp(lifespan=_preload_agent_stack)
+    app.add_middleware(BodyLimit)  # before the SDK reads the body
 
     @app.entrypoint
     async def invocations(
