@@ -31,6 +31,37 @@ def test_only_records_with_a_field_equal_to_the_jti_are_joined(tmp_path: Path) -
     ]
 
 
+def test_values_a_caller_chose_join_no_trace(tmp_path: Path) -> None:
+    """Anyone may send Vault a request or the runtime a session id: no row."""
+    vault = AuditLog(tmp_path / "vault.jsonl", "vault")
+    vault.append(
+        "request",
+        type="request",
+        request={"path": JTI, "data": {"jti": JTI, "role": role_name_for(JTI)}},
+    )
+    vault.append("response", jti=JTI, request={"path": "verify-rar/creds/clinical"})
+    runtime = AuditLog(tmp_path / "runtime.jsonl", "runtime")
+    runtime.append("invocation", session_id=JTI, request_id=JTI, outcome="rejected")
+    runtime.append(
+        "invocation",
+        session_id="s",
+        obo_jtis=[JTI],
+        tool_calls=[{"name": "read_patient_record", "obo_jti": JTI}],
+        outcome="answered",
+    )
+    idp = AuditLog(tmp_path / "idp.jsonl", "idp")
+    idp.append("exchange_denied", subject_jti=JTI, sub="clin-achen")
+
+    events = trace(JTI, tmp_path, None)
+
+    assert [(e.system, e.event) for e in events] == [
+        ("vault", "response"),
+        ("runtime", "invocation"),
+        ("idp", "exchange_denied"),
+    ]
+    assert events[1].outcome == "answered"  # not the rejected request
+
+
 def test_role_name_is_obo_and_the_jti_without_dashes() -> None:
     assert role_name_for(JTI) == "obo_5b1e8c0e8d7b4b7e9f3a2f7d1c9e4a10"
 

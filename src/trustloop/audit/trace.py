@@ -2,8 +2,11 @@
 
 Sources: the hash-chained JSON-lines files of the IdP, Vault, MCP server and
 runtime (``<state>/audit/*.jsonl``) and PostgreSQL's ``jsonlog`` files. A chained
-record joins when any of its fields, at any depth, EQUALS the ``jti`` or its role
-name (``obo_<jti hex>``): a mention inside free text does not. A PostgreSQL line
+record joins when one of the fields that carry a call's identity
+(:data:`JOIN_KEYS`, at any depth) EQUALS the ``jti`` or its role name
+(``obo_<jti hex>``): a mention inside free text does not, nor does a value the
+caller chose (a Vault request's ``request`` part, a runtime request's session
+id), so a request anyone can send cannot add a row to another call's trace. A PostgreSQL line
 joins when it ran as the ephemeral role, when its ``application_name`` is the
 ``jti``, or when its statement names the role as a whole word (the lease engine's
 ``CREATE ROLE``, ``GRANT``, ``DROP ROLE``). The result is one timeline ordered by
@@ -52,14 +55,30 @@ def _time_key(event: AuditEvent) -> datetime:
     return parse_time(event.time) or _UNKNOWN_TIME
 
 
-def _mentions(value: Any, needles: tuple[str, ...]) -> bool:
-    """Whether any field, at any depth, equals one of ``needles`` exactly."""
+# Fields the systems set themselves to a jti or a role name: the IdP's ``jti`` and
+# ``subject_jti``, Vault's ``jti`` and ``response.data.username``, the reaper's
+# ``role``, the MCP server's ``jti``, the runtime's ``obo_jtis`` and
+# ``tool_calls[].obo_jti``.
+JOIN_KEYS = frozenset({"jti", "subject_jti", "obo_jti", "obo_jtis", "username", "role"})
+_CALLER_CHOSEN = frozenset({"request"})  # Vault: the request as the caller sent it
+
+
+def _mentions(value: Any, needles: tuple[str, ...], key: str | None = None) -> bool:
+    """Whether a field of :data:`JOIN_KEYS`, at any depth, equals a needle."""
+    if isinstance(value, dict):
+        return any(
+            _mentions(v, needles, str(k))
+            for k, v in value.items()
+            if k not in _CALLER_CHOSEN
+        )
+    if key not in JOIN_KEYS:
+        return isinstance(value, list) and any(
+            isinstance(v, dict) and _mentions(v, needles) for v in value
+        )
     if isinstance(value, str):
         return value in needles
-    if isinstance(value, dict):
-        return any(_mentions(v, needles) for v in value.values())
     if isinstance(value, list):
-        return any(_mentions(v, needles) for v in value)
+        return any(_mentions(v, needles, key) for v in value)
     return False
 
 

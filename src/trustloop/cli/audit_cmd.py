@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from trustloop.audit.chain import verify_chain
 from trustloop.audit.tail import Sources
@@ -50,9 +52,18 @@ def trace(
     for name in ("system", "event", "outcome"):
         table.add_column(name, overflow="fold")
     table.add_column("detail", overflow="fold")
-    for event in events:
+    for event in events:  # Text: a value is shown as written, never as markup
         table.add_row(
-            event.time, event.system, event.event, event.outcome, event.detail
+            *(
+                Text(shown(value))
+                for value in (
+                    event.time,
+                    event.system,
+                    event.event,
+                    event.outcome,
+                    event.detail,
+                )
+            )
         )
     console.print(table)
 
@@ -88,10 +99,31 @@ def tail(
 
 
 def _line(event: AuditEvent) -> str:
-    return (
+    return shown(
         f"{event.time}  {event.system:<8} {event.event:<20} "
         f"{event.jti or '-':<36}  {event.outcome}"
     )
+
+
+def shown(value: str) -> str:
+    """``value`` safe for a terminal: control and format characters escaped.
+
+    Audit records hold values callers chose (a Vault request's path, a runtime
+    session id); an escape sequence among them must not clear the screen or
+    forge a line, and a bidi override must not reorder what is read.
+    """
+    return "".join(
+        char if unicodedata.category(char) not in _HIDDEN else _escaped(char)
+        for char in value
+    )
+
+
+_HIDDEN = frozenset({"Cc", "Cf", "Co", "Cs", "Zl", "Zp"})
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def _require_audit_dir(settings: Settings) -> None:

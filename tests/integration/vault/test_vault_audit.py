@@ -9,6 +9,7 @@ import stat
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import hvac
 import pytest
 from vault_support import Tokens, VaultUnderTest, grant_exists, role_exists
@@ -67,6 +68,27 @@ def test_audit_has_the_jti_in_clear_and_every_secret_only_as_hmac(
     assert answer["auth"]["client_token"] == hmac(client_token)
     assert answer["auth"]["metadata"]["spiffe_id"].endswith("/mcp-server")
     assert verify_chain(vault.audit_path) is None
+
+
+def test_what_an_anonymous_caller_puts_in_a_body_is_only_an_hmac(
+    vault: VaultUnderTest,
+) -> None:
+    """A body naming another call's jti or role must not read as that call's."""
+    victim = str(uuid.uuid4())
+    planted = {"jti": victim, "username": role_name_for(victim), "id": victim}
+
+    answer = httpx.post(
+        f"{vault.url}/v1/verify-rar/creds/clinical", json=planted, trust_env=False
+    )
+
+    assert answer.status_code in (400, 403)
+    text = vault.audit_path.read_text()
+    assert victim not in text
+    assert role_name_for(victim) not in text
+    request = [r for r in _records(vault) if r["type"] == "request"][-1]
+    assert request["request"]["data"] == {
+        key: vault.parts.audit.hash(value) for key, value in planted.items()
+    }
 
 
 def test_hmac_key_is_private_to_the_installation(vault: VaultUnderTest) -> None:

@@ -50,6 +50,10 @@ CLEAR_KEYS = frozenset(
         "errors",
     }
 )
+# In the request as the caller sent it, only these are clear: the auth role of a
+# login and the lease of a revoke or lookup. Anything else a caller puts in a body
+# (say "jti", to plant a row in another call's trace) is HMAC'd.
+REQUEST_CLEAR_KEYS = frozenset({"role", "lease_id"})
 # Secret fields of requests and answers: HMAC'd always, never listed as clear.
 NEVER_CLEAR = frozenset(
     {
@@ -60,7 +64,7 @@ NEVER_CLEAR = frozenset(
         "password",
     }
 )
-if CLEAR_KEYS & NEVER_CLEAR:  # pragma: no cover - a mistake in this very file
+if (CLEAR_KEYS | REQUEST_CLEAR_KEYS) & NEVER_CLEAR:  # pragma: no cover - a mistake here
     raise RuntimeError("the audit device would write a secret field in clear")
 
 
@@ -120,7 +124,7 @@ class AuditDevice:
                 "id": record.id,
                 "operation": record.operation,
                 "path": record.path,
-                "data": self._salt(record.data),
+                "data": self._salt(record.data, clear=REQUEST_CLEAR_KEYS),
                 "remote_address": record.remote_address,
             },
             "error": record.error or "",
@@ -147,15 +151,19 @@ class AuditDevice:
             "token_type": "service",
         }
 
-    def _salt(self, value: Any, key: str | None = None) -> Any:
-        if key in CLEAR_KEYS:
+    def _salt(
+        self, value: Any, key: str | None = None, *, clear: frozenset[str] = CLEAR_KEYS
+    ) -> Any:
+        if key in clear:
             return value
         if isinstance(value, str):
             return self.hash(value)
         if isinstance(value, dict):
-            return {str(k): self._salt(v, str(k)) for k, v in value.items()}
+            return {
+                str(k): self._salt(v, str(k), clear=clear) for k, v in value.items()
+            }
         if isinstance(value, list | tuple):
-            return [self._salt(v) for v in value]
+            return [self._salt(v, clear=clear) for v in value]
         return value
 
 
