@@ -18,6 +18,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, OctKey
 
 from trustloop.app.oidc import (
+    IdpUnavailableError,
     LoginRequest,
     OidcClient,
     SessionEndedError,
@@ -39,6 +40,7 @@ class Idp:
         self.forms: list[dict[str, list[str]]] = []
         self.jwks_fetches = 0
         self.jwks_up = True
+        self.revoke_status: dict[str, int] = {}  # token_type_hint -> status
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
@@ -51,8 +53,12 @@ class Idp:
             keys = KeySet([self.key]).as_dict(private=False)
             return httpx.Response(200, json=keys)
         if path in {"/oauth2/token", "/oauth2/revoke"}:
-            self.forms.append(parse_qs(request.content.decode()))
-            status, body = self.token_answer if path == "/oauth2/token" else (200, {})
+            form = parse_qs(request.content.decode())
+            self.forms.append(form)
+            if path == "/oauth2/revoke":
+                hint = form.get("token_type_hint", [""])[0]
+                return httpx.Response(self.revoke_status.get(hint, 200), json={})
+            status, body = self.token_answer
             return httpx.Response(status, json=body)
         return httpx.Response(404)
 
@@ -266,9 +272,10 @@ async def test_a_refused_refresh_ends_the_session(client: OidcClient, idp: Idp) 
         await client.refresh(tokens)
 
 
-async def test_sign_out_revokes_the_refresh_token_then_the_access_token(
+async def test_sign_out_revokes_the_access_token_then_the_refresh_token(
     client: OidcClient, idp: Idp
 ) -> None:
+    """The access token first: it is what reaches the tools until it expires."""
     idp.answers(idp.id_token())
     tokens = await client.finish(login(), {"code": "c", "state": "s-1"})
     idp.forms.clear()
@@ -277,10 +284,26 @@ async def test_sign_out_revokes_the_refresh_token_then_the_access_token(
 
     revoked = [(f["token"][0], f["token_type_hint"][0]) for f in idp.forms]
     assert revoked == [
-        ("refresh-secret-1", "refresh_token"),
         ("access-secret-1", "access_token"),
+        ("refresh-secret-1", "refresh_token"),
     ]
     assert all(f["client_id"] == ["trustloop-web"] for f in idp.forms)
+
+
+@pytest.mark.parametrize("failing", ["access_token", "refresh_token"])
+async def test_sign_out_tries_both_tokens_and_says_when_one_failed(
+    client: OidcClient, idp: Idp, failing: str
+) -> None:
+    idp.answers(idp.id_token())
+    tokens = await client.finish(login(), {"code": "c", "state": "s-1"})
+    idp.forms.clear()
+    idp.revoke_status[failing] = 503
+
+    with pytest.raises(IdpUnavailableError, match=f"{failing}: HTTP 503"):
+        await client.sign_out(tokens)
+
+    hints = [f["token_type_hint"][0] for f in idp.forms]
+    assert hints == ["access_token", "refresh_token"]
 
 
 async def test_the_jwks_is_refetched_at_most_every_five_seconds(

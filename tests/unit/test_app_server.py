@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 
 from trustloop.app import chat
 from trustloop.app.auth import SESSION_EXPIRED, SIGN_IN_REQUIRED
-from trustloop.app.oidc import Tokens
+from trustloop.app.oidc import LoginRequest, Tokens
 from trustloop.app.server import STATIC, authenticator_url, create_app
 from trustloop.app.sessions import SessionStore
 from trustloop.devstack.net import free_port
@@ -202,7 +202,8 @@ def test_sign_out_ends_the_session_even_when_the_idp_cannot_be_reached(
     response = client.post("/auth/logout", headers=ORIGIN)
 
     assert response.status_code == 303
-    assert response.headers["location"] == "/?notice=signed_out"
+    # Not "revoked at the identity provider": the page must not claim it.
+    assert response.headers["location"] == "/?notice=signed_out_not_revoked"
     assert store.get(session.id) is None
     assert 'trustloop_session=""' in response.headers["set-cookie"]
 
@@ -220,6 +221,24 @@ def test_a_callback_without_a_sign_in_in_flight_is_refused(client: TestClient) -
     response = client.get("/auth/callback", params={"code": "c", "state": "s"})
 
     assert response.headers["location"] == "/?notice=signin_expired"
+
+
+def test_a_callback_with_another_state_leaves_the_sign_in_in_flight(
+    client: TestClient, store: SessionStore
+) -> None:
+    """A cross-site link to /auth/callback must not cancel the clinician's sign-in."""
+    session = store.create()
+    login = LoginRequest(
+        url="http://idp/authorize", state="s-real", nonce="n", code_verifier="v"
+    )
+    store.start_login(session, login)
+    client.cookies.set(COOKIE, session.id)
+
+    forged = client.get("/auth/callback", params={"code": "c", "state": "junk"})
+
+    assert forged.headers["location"] == "/?notice=signin_failed"
+    assert session.login is login
+    assert not store.login_expired(session)
 
 
 def test_every_answer_carries_a_strict_content_security_policy(

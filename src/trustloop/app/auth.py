@@ -8,6 +8,7 @@ session. Outcomes reach the page as a short ``notice`` code in the URL of ``/``
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -112,9 +113,17 @@ class Auth:
         session = self.session_of(request)
         if session is None or self.store.login_expired(session):
             return notice("signin_expired")
-        login, session.login = session.login, None
+        login = session.login
         if login is None:
             return notice("signin_expired")
+        if not secrets.compare_digest(
+            request.query_params.get("state", ""), login.state
+        ):
+            # Not this sign-in's answer (a cross-site link, say): the one in
+            # flight stays, so its real callback still completes.
+            log.info("sign_in_failed", reason="state does not match")
+            return notice("signin_failed")
+        session.login = None  # one redemption, whatever its outcome
         try:
             tokens = await self.oidc.finish(login, dict(request.query_params))
         except SignInError as exc:
@@ -137,24 +146,27 @@ class Auth:
         if not same_origin(request):
             return problem(403, "wrong_origin", WRONG_ORIGIN)
         session = self.session_of(request)
+        code = "signed_out"
         if session is not None:
             self.store.remove(session)
-            if session.tokens is not None:
-                await self._revoke(session.tokens)
-        response = notice("signed_out")
+            if session.tokens is not None and not await self._revoke(session.tokens):
+                code = "signed_out_not_revoked"
+        response = notice(code)
         response.delete_cookie(
             self.cookies.name, path="/", secure=self.cookies.secure, httponly=True
         )
         return response
 
-    async def _revoke(self, tokens: Tokens) -> None:
+    async def _revoke(self, tokens: Tokens) -> bool:
+        """Whether the IdP revoked both tokens (the page must not claim it if not)."""
         try:
             await self.oidc.sign_out(tokens)
-        except IdpUnavailableError:
+        except IdpUnavailableError as exc:
             # The session is gone here regardless; the IdP's ends at token expiry.
-            log.warning("sign_out_revoke_failed", sub=tokens.sub)
-            return
+            log.warning("sign_out_revoke_failed", sub=tokens.sub, error=str(exc))
+            return False
         log.info("signed_out", sub=tokens.sub)
+        return True
 
     def set_cookie(self, response: Response, session: Session) -> None:
         response.set_cookie(

@@ -192,11 +192,15 @@ class OidcClient:
         return await self._tokens(body, nonce=None, previous=tokens)
 
     async def sign_out(self, tokens: Tokens) -> None:
-        """RFC 7009: revoke the refresh token (ending the sign-in), then the access
-        token."""
+        """RFC 7009: revoke the access token (what reaches the tools), then the
+        refresh token (ending the sign-in); both are tried whatever the first
+        answered, and :class:`IdpUnavailableError` says that one of them failed."""
         endpoint = await self._endpoint("revocation_endpoint")
-        pairs = [(tokens.refresh_token, "refresh_token")]
-        pairs.append((tokens.access_token, "access_token"))
+        pairs: list[tuple[str | None, str]] = [
+            (tokens.access_token, "access_token"),
+            (tokens.refresh_token, "refresh_token"),
+        ]
+        failed: list[str] = []
         for token, hint in pairs:
             if token is None:
                 continue
@@ -205,11 +209,15 @@ class OidcClient:
                 "token_type_hint": hint,
                 "client_id": self.client_id,
             }
-            response = await self._send(endpoint, form)
+            try:
+                response = await self._send(endpoint, form)
+            except IdpUnavailableError:
+                failed.append(f"{hint}: unreachable")
+                continue
             if response.status_code != 200:
-                raise IdpUnavailableError(
-                    f"revocation answered HTTP {response.status_code}"
-                )
+                failed.append(f"{hint}: HTTP {response.status_code}")
+        if failed:
+            raise IdpUnavailableError("revocation failed (" + ", ".join(failed) + ")")
 
     # -- token answers ---------------------------------------------------------------
 

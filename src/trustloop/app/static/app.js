@@ -4,6 +4,7 @@
 
 const NOTICES = {
   signed_out: "You are signed out. The sign-in was revoked at the identity provider.",
+  signed_out_not_revoked: "You are signed out of this page, but the identity provider could not be reached to revoke the sign-in: it ends when its token expires (within 15 minutes).",
   signin_failed: "The sign-in did not complete. Please sign in again.",
   signin_expired: "The sign-in took too long or this browser blocked its cookie. Please sign in again.",
   idp_unavailable: "The identity provider is not reachable right now. Try again in a moment.",
@@ -42,7 +43,8 @@ function readNoticeFromUrl() {
     window.history.replaceState(null, "", "/");
   }
   if (code && NOTICES[code]) {
-    showNotice(NOTICES[code], code !== "signed_out" && code !== "idp_unavailable");
+    const quiet = ["signed_out", "signed_out_not_revoked", "idp_unavailable"];
+    showNotice(NOTICES[code], !quiet.includes(code));
   }
 }
 
