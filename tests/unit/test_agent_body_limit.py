@@ -38,7 +38,7 @@ async def test_a_streamed_oversized_body_is_413_without_a_length(
     tmp_path: Path,
 ) -> None:
     async def chunks() -> AsyncIterator[bytes]:
-        for _ in range(64):  # 64 KiB in all, 1 KiB at a time, no Content-Length
+        for _ in range(96):  # 96 KiB in all, 1 KiB at a time, no Content-Length
             yield b" " * 1024
 
     async with _client(tmp_path) as client:
@@ -59,7 +59,7 @@ async def test_a_body_nested_past_the_parser_is_400(tmp_path: Path, depth: int) 
 
 async def test_a_body_within_the_limit_reaches_the_runtime(tmp_path: Path) -> None:
     """No token here: the runtime's own refusal shows the body got through."""
-    body = json.dumps({"prompt": "é" * 4000}, ensure_ascii=True)  # 24 KB escaped
+    body = json.dumps({"prompt": "\U0001f600" * 4000}, ensure_ascii=True)  # 48 KB
     async with _client(tmp_path) as client:
         answer = await client.post("/invocations", content=body)
 

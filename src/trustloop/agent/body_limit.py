@@ -19,8 +19,9 @@ import structlog
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# A 4,000-character prompt, every character JSON-escaped (\uXXXX, 6 bytes), and room.
-MAX_BODY_BYTES = 32 * 1024
+# A 4,000-character prompt of characters outside the BMP, each JSON-escaped as a
+# surrogate pair (\uXXXX\uXXXX, 12 bytes): 48,000 bytes, and room for the rest.
+MAX_BODY_BYTES = 64 * 1024
 
 log = structlog.get_logger(__name__)
 
