@@ -14,15 +14,24 @@ Guarantees:
 - a patient's ``sensitive`` flag and care team are never written here (locally the
   demo set-up assigns them once, to patients that have no care team yet, and never
   changes them after), so loading more bundles never changes who may read whom;
+- a resource already stored for one patient is never moved to another: a file
+  whose Encounter, Condition, Observation or MedicationRequest id is stored under
+  another subject is refused, and so is a file that names one resource twice;
 - Patient, Practitioner, Encounter, Condition, Observation and MedicationRequest
   are stored; every other resource type is counted as skipped.
+
+Limits (a bundle past them is refused, never truncated): 256 MiB per file after
+decompression, JSON nested at most 64 deep (Synthea's go to 12), 1 MiB per stored
+resource, and the field lengths in :mod:`trustloop.records.fhir_models`.
 
 Errors::
 
     RecordsError                  PATH does not exist
      └── BundleError              a file is not JSON, not a FHIR Bundle, misses a
-          │                       field we need or refers to a patient that is not
-          │                       loaded; names the file and the reason (no patient
+          │                       field we need, refers to a patient that is not
+          │                       loaded, names a resource twice or one stored for
+          │                       another patient, or passes a limit; names the
+          │                       file and the reason (no patient
           │                       data in the message) and, in a directory load, how
           │                       many files before it were loaded
           └── NoBundleFilesError  a directory holds no *.json / *.json.gz file
@@ -43,8 +52,16 @@ import psycopg
 import structlog
 from pydantic import ValidationError
 
+from trustloop.json_depth import nested_deeper_than
 from trustloop.records import fhir_models as fm
 from trustloop.records.fhir_rows import TABLES, ResourceRow, to_row
+
+MAX_FILE_BYTES = 256 * 1024 * 1024
+"""A bundle file's size after decompression; a larger one is refused."""
+MAX_DEPTH = 64
+"""How deep a bundle's JSON may nest."""
+MAX_RESOURCE_BYTES = 1024 * 1024
+"""A stored resource's size as JSON (Synthea's largest are about 4 KiB)."""
 
 ProgressCallback: TypeAlias = Callable[[int, int], None]
 """``progress(done, total)``: files committed so far, out of the files found."""
@@ -166,6 +183,8 @@ def load_bundle_file(conn: psycopg.Connection[Any], path: Path) -> ImportReport:
     try:
         with conn.transaction():
             _write(conn, rows)
+    except _OwnedElsewhereError as exc:
+        raise BundleError(path, str(exc)) from exc
     except (psycopg.IntegrityError, psycopg.DataError) as exc:
         raise BundleError(path, _database_reason(exc)) from exc
     return report
@@ -189,24 +208,47 @@ def _read_bundle(path: Path) -> fm.Bundle:
 
 def _read_json(path: Path) -> Any:
     """The parsed document; every reason names a position, never the content."""
+    raw = _read_bytes(path)
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise BundleError(path, f"cannot be read ({exc.strerror})") from exc
-    if path.name.endswith(".gz"):
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise BundleError(path, "not gzip-compressed (or truncated)") from exc
-
-    try:
-        return json.loads(raw)
+        doc = json.loads(raw)
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno}, column {exc.colno}"
         raise BundleError(path, f"not JSON ({where}: {exc.msg})") from exc
     except UnicodeDecodeError as exc:
         reason = f"not JSON (byte {exc.start}: not valid {exc.encoding} text)"
         raise BundleError(path, reason) from exc
+    except RecursionError as exc:
+        raise BundleError(path, f"nested deeper than {MAX_DEPTH} levels") from exc
+    except ValueError as exc:
+        # Python refuses integers of more than 4,300 digits.
+        raise BundleError(path, "not JSON (a number too long to read)") from exc
+    if nested_deeper_than(doc, MAX_DEPTH):
+        raise BundleError(path, f"nested deeper than {MAX_DEPTH} levels")
+    try:  # "\ud800" is valid JSON but no text: PostgreSQL would refuse it later
+        json.dumps(doc, ensure_ascii=False).encode()
+    except UnicodeEncodeError as exc:
+        reason = "holds text that is not valid Unicode (a lone surrogate)"
+        raise BundleError(path, reason) from exc
+    return doc
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, decompressed, at most :data:`MAX_FILE_BYTES` of them."""
+    try:
+        if path.name.endswith(".gz"):
+            with gzip.open(path, "rb") as stream:
+                raw = stream.read(MAX_FILE_BYTES + 1)
+        else:
+            with path.open("rb") as stream:
+                raw = stream.read(MAX_FILE_BYTES + 1)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise BundleError(path, "not gzip-compressed (or truncated)") from exc
+    except OSError as exc:
+        raise BundleError(path, f"cannot be read ({exc.strerror})") from exc
+    if len(raw) > MAX_FILE_BYTES:
+        limit = MAX_FILE_BYTES // (1024 * 1024)
+        raise BundleError(path, f"larger than {limit} MiB (decompressed)")
+    return raw
 
 
 def _json_kind(doc: object) -> str:
@@ -226,6 +268,8 @@ def _rows_of(path: Path, bundle: fm.Bundle) -> tuple[list[ResourceRow], ImportRe
     rows: list[ResourceRow] = []
     report = ImportReport(files=1)
 
+    seen: set[tuple[str, str]] = set()
+
     for entry in bundle.entry:
         resource = _resolve_references(entry.resource, urls)
         kind = str(resource.get("resourceType", "?"))
@@ -238,6 +282,13 @@ def _rows_of(path: Path, bundle: fm.Bundle) -> tuple[list[ResourceRow], ImportRe
         if row is None:
             report.skipped[kind] += 1
             continue
+        rid = row.params["id"]
+        if (kind, rid) in seen:
+            raise BundleError(path, f"names {kind} {rid} twice")
+        seen.add((kind, rid))
+        if len(json.dumps(resource)) > MAX_RESOURCE_BYTES:
+            limit = MAX_RESOURCE_BYTES // 1024
+            raise BundleError(path, f"{kind} {rid} is larger than {limit} KiB")
         rows.append(row)
         report.imported[kind] += 1
     return rows, report
@@ -266,13 +317,27 @@ def _resolve_references(node: Any, urls: dict[str, str]) -> Any:
     return copy
 
 
+class _OwnedElsewhereError(Exception):
+    """A resource of the file is stored for another patient."""
+
+
 def _write(conn: psycopg.Connection[Any], rows: list[ResourceRow]) -> None:
     # Parents first: patients before the resources that refer to them.
     for table in TABLES:
         batch = [row.params for row in rows if row.table is table]
-        if batch:
-            with conn.cursor() as cur:
-                cur.executemany(table.upsert, batch)
+        if not batch:
+            continue
+        with conn.cursor() as cur:
+            if table.patient_scoped:
+                ids = [params["id"] for params in batch]
+                owners = [params["patient_id"] for params in batch]
+                taken = cur.execute(table.owned_elsewhere, (ids, owners)).fetchone()
+                if taken is not None:
+                    raise _OwnedElsewhereError(
+                        f"{taken[0]} is already stored for another patient"
+                        f" (clinical.{table.name}); a load never moves a resource"
+                    )
+            cur.executemany(table.upsert, batch)
 
 
 def _validation_reason(kind: str, exc: ValidationError) -> str:

@@ -24,6 +24,11 @@ def _pad_partial_datetime(value: object) -> object:
 
 FhirDateTime = Annotated[datetime | date, BeforeValidator(_pad_partial_datetime)]
 FhirId = Annotated[str, Field(pattern=r"^[A-Za-z0-9\-.]{1,64}$")]
+# Bounds on what the tools show, so one file cannot bloat every roster and chart
+# (Synthea's longest: names 12 characters, codes' labels 113).
+NamePart = Annotated[str, Field(max_length=200)]
+Label = Annotated[str, Field(max_length=1000)]
+Code = Annotated[str, Field(max_length=200)]
 
 
 class _Element(BaseModel):
@@ -36,13 +41,13 @@ class Reference(_Element):
 
 class Coding(_Element):
     system: str | None = None
-    code: str | None = None
-    display: str | None = None
+    code: Code | None = None
+    display: Label | None = None
 
 
 class CodeableConcept(_Element):
     coding: list[Coding] = []
-    text: str | None = None
+    text: Label | None = None
 
     def first_code(self) -> str | None:
         return next((c.code for c in self.coding if c.code), None)
@@ -53,8 +58,8 @@ class CodeableConcept(_Element):
 
 class HumanName(_Element):
     use: str | None = None
-    family: str | None = None
-    given: list[str] = []
+    family: NamePart | None = None
+    given: list[NamePart] = Field(default=[], max_length=10)
 
     def display(self) -> str:
         return " ".join([*self.given, self.family or ""]).strip()
@@ -79,7 +84,7 @@ class Patient(_Resource):
     resourceType: Literal["Patient"]
     name: list[HumanName] = []
     birthDate: date | None = None
-    gender: str | None = None
+    gender: Code | None = None
 
     def official_name(self) -> HumanName:
         official = [n for n in self.name if n.use == "official"]
@@ -93,7 +98,7 @@ class Practitioner(_Resource):
 
 class Encounter(PatientScoped):
     resourceType: Literal["Encounter"]
-    status: str | None = None
+    status: Code | None = None
     class_: Coding | None = Field(default=None, alias="class")
     type: list[CodeableConcept] = []
     period: Period | None = None
@@ -117,7 +122,7 @@ class Observation(PatientScoped):
 
 class MedicationRequest(PatientScoped):
     resourceType: Literal["MedicationRequest"]
-    status: str | None = None
+    status: Code | None = None
     medicationCodeableConcept: CodeableConcept | None = None
     authoredOn: FhirDateTime | None = None
 

@@ -1,6 +1,8 @@
 """From one FHIR resource (references already resolved) to one table row.
 
-Each stored table has an upsert statement keyed by ``id``. Patients never have
+Each stored table has an upsert statement keyed by ``id``; a patient's resource
+never moves to another patient by being loaded again under another subject.
+Patients never have
 ``sensitive`` overwritten by an import: that flag is set by whoever administers
 restrictions (locally, the demo set-up).
 """
@@ -29,6 +31,10 @@ class Table:
     keep_if: str | None = None
 
     @property
+    def patient_scoped(self) -> bool:
+        return "patient_id" in self.columns
+
+    @property
     def upsert(self) -> sql.Composed:
         cols = sql.SQL(", ").join(map(sql.Identifier, self.columns))
         values = sql.SQL(", ").join(map(sql.Placeholder, self.columns))
@@ -40,9 +46,29 @@ class Table:
         upsert = sql.SQL(
             "INSERT INTO clinical.{} ({}) VALUES ({}) ON CONFLICT (id) DO UPDATE SET {}"
         ).format(sql.Identifier(self.name), cols, values, updates)
-        if self.keep_if is None:
+        # A row never moves to another patient (the importer refuses such a file
+        # first, see fhir_import; this holds even against a concurrent load).
+        conditions: list[sql.Composable] = []
+        if self.keep_if is not None:
+            conditions.append(sql.SQL("NOT ({})").format(sql.SQL(self.keep_if)))
+        if self.patient_scoped:
+            conditions.append(
+                sql.SQL("clinical.{}.patient_id = EXCLUDED.patient_id").format(
+                    sql.Identifier(self.name)
+                )
+            )
+        if not conditions:
             return upsert
-        return upsert + sql.SQL(" WHERE NOT ({})").format(sql.SQL(self.keep_if))
+        return upsert + sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions)
+
+    @property
+    def owned_elsewhere(self) -> sql.Composed:
+        """The first of the given ``(ids, patient_ids)`` stored for another patient."""
+        return sql.SQL(
+            "SELECT t.id FROM clinical.{} AS t"
+            " JOIN unnest(%s::text[], %s::text[]) AS x(id, patient_id)"
+            " ON t.id = x.id WHERE t.patient_id <> x.patient_id LIMIT 1"
+        ).format(sql.Identifier(self.name))
 
 
 PATIENTS = Table(
