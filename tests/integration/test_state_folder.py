@@ -13,7 +13,7 @@ import pytest
 
 from trustloop.devstack.postgres import start_cluster, stop_cluster
 from trustloop.devstack.state_folder import StateFolderError, delete_state_folder
-from trustloop.devstack.state_marker import MARKER, mark
+from trustloop.devstack.state_marker import MARKER, ForeignFolderError, mark
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -139,7 +139,7 @@ def test_a_folder_without_the_marker_loses_nothing(tmp_path: Path) -> None:
 
 def test_a_demo_link_is_not_followed(tmp_path: Path) -> None:
     project = _a_users_folder(tmp_path / "project")
-    mark(project)  # even a marked target: the link is not the demo's folder
+    (project / MARKER).write_text("")  # even marked: the link is not the demo's
     before = _everything(project)
     state_dir = tmp_path / "state"
     _as_the_stack_leaves_it(state_dir)
@@ -172,3 +172,55 @@ def test_force_takes_an_unmarked_folder_but_only_the_stacks_entries(
 
     assert kept == ["my-notes.txt"]
     assert sorted(p.name for p in old.iterdir()) == ["my-notes.txt"]
+
+
+def test_a_folder_with_files_of_its_own_is_never_marked(tmp_path: Path) -> None:
+    """Marked, it would lose its ``logs/`` and ``vault/`` to ``down --delete``."""
+    home = _a_users_folder(tmp_path / "project")
+    before = _everything(home)
+
+    with pytest.raises(ForeignFolderError, match=r"logs, my-notes\.txt, postgres"):
+        mark(home)
+
+    assert _everything(home) == before
+    with pytest.raises(StateFolderError, match=MARKER):
+        delete_state_folder(home)
+
+
+def test_a_new_or_empty_folder_or_one_holding_only_the_demo_is_marked(
+    tmp_path: Path,
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with_demo = tmp_path / "with-demo"
+    mark(with_demo / "demo")  # `make demo` ran first: <state>/demo is the demo's
+
+    for folder in (tmp_path / "new", empty, with_demo):
+        mark(folder)
+        mark(folder)  # idempotent
+        assert (folder / MARKER).is_file()
+
+
+def test_a_demo_folder_without_its_marker_is_not_adopted(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    (state_dir / "demo" / "drafts").mkdir(parents=True)  # the user's own demo/
+
+    with pytest.raises(ForeignFolderError, match="demo"):
+        mark(state_dir)
+
+
+def test_load_and_up_refuse_a_folder_with_files_of_their_own(tmp_path: Path) -> None:
+    """The attack: one `trustloop load` adopted the folder, `down --delete` emptied it."""
+    project = _a_users_folder(tmp_path / "project")
+    before = _everything(project)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRUSTLOOP_")}
+    env["TRUSTLOOP_STATE_DIR"] = str(project)
+
+    for command in (["load"], ["up"], ["down", "--delete"]):
+        argv = [sys.executable, "-m", "trustloop.cli", *command]
+        done = subprocess.run(argv, env=env, capture_output=True, text=True)
+        assert done.returncode == 1, (command, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr
+        assert "did not write" in done.stderr or MARKER in done.stderr, done.stderr
+
+    assert _everything(project) == before

@@ -36,6 +36,7 @@ from trustloop.devstack.demo import CLINICIANS
 from trustloop.devstack.postgres import ClusterInfo, destroy_cluster
 from trustloop.devstack.stack import Stack, StackError, supervisor_pid
 from trustloop.devstack.state_folder import DEMO_FOLDER
+from trustloop.devstack.state_marker import is_marked
 from trustloop.records.samples import samples_path
 from trustloop.settings import Settings
 
@@ -105,6 +106,13 @@ def _fresh_state(state_dir: Path) -> None:
     """Each demo starts from nothing: no cluster, keys, audit or logs of the last."""
     if supervisor_pid(state_dir) is not None:
         fail(f"a demo is already running in {state_dir}/")
+    if state_dir.is_symlink() or (
+        state_dir.is_dir() and not is_marked(state_dir) and any(state_dir.iterdir())
+    ):
+        fail(
+            f"{state_dir}/ was not made by trustloop's demo, so it is not emptied:"
+            " move it, or set TRUSTLOOP_STATE_DIR to another folder"
+        )
     destroy_cluster(state_dir)
     shutil.rmtree(state_dir, ignore_errors=True)
 

@@ -27,7 +27,8 @@ from trustloop.devstack.postgres import (
     start_cluster,
     stop_cluster,
 )
-from trustloop.records.fhir_import import BundleError, import_path
+from trustloop.devstack.stack import supervisor_pid
+from trustloop.records.fhir_import import RecordsError, import_path
 from trustloop.records.samples import samples_path
 from trustloop.records.schema import apply_schema
 from trustloop.settings import Settings, require_local
@@ -55,10 +56,11 @@ def load(
     try:
         apply_schema(cluster.admin_conninfo())
         load_into(cluster, source, settings.state_dir)
-    except (BundleError, ProvisionError) as exc:
+    except (RecordsError, ProvisionError) as exc:
         fail(str(exc))
     finally:
-        if started_here:
+        # A stack started meanwhile (`trustloop up`) uses this cluster now.
+        if started_here and supervisor_pid(settings.state_dir) is None:
             stop_cluster(settings.state_dir)
 
 

@@ -29,7 +29,7 @@ import httpx
 
 from trustloop.devstack.net import free_port
 from trustloop.devstack.postgres import ClusterInfo, start_cluster, stop_cluster
-from trustloop.devstack.state_marker import mark
+from trustloop.devstack.state_marker import ForeignFolderError, mark
 from trustloop.settings import Settings, bind_address, require_local
 
 if TYPE_CHECKING:
@@ -170,9 +170,9 @@ class Stack:
         """
         report = on_ready or (lambda name, where: None)
         require_local(self.settings, "the local stack")
+        self._take_lock()  # first: it marks the folder, which must be ours
         for directory in (self.settings.log_dir, self.settings.audit_dir):
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._take_lock()
         try:
             self.parts = self._plan()
             self._check_ports_free()
@@ -208,7 +208,10 @@ class Stack:
 
     def _take_lock(self) -> None:
         """One supervisor per state directory: a second ``up`` is refused, not mixed in."""
-        mark(self.settings.state_dir)
+        try:
+            mark(self.settings.state_dir)
+        except ForeignFolderError as exc:
+            raise StackError(str(exc)) from None
         path = self.settings.state_dir / "stack.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:

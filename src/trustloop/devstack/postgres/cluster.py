@@ -44,7 +44,7 @@ from trustloop.devstack.postgres.tooling import (
     run,
     server_user,
 )
-from trustloop.devstack.state_marker import mark
+from trustloop.devstack.state_marker import ForeignFolderError, mark
 
 HOST = "127.0.0.1"
 DBNAME = "trustloop"
@@ -119,7 +119,10 @@ def ensure_cluster(state_dir: Path) -> ClusterInfo:
     layout = _Layout.of(state_dir)
     bindir = find_bindir()
     user = server_user()
-    mark(state_dir)
+    try:
+        mark(state_dir)
+    except ForeignFolderError as exc:
+        raise ClusterError(str(exc)) from None
     _prepare_dirs(layout, user)
 
     if not (layout.data / "PG_VERSION").is_file():
