@@ -173,3 +173,50 @@ def test_parse_time_reads_postgres_offsets_and_refuses_unknown_zones() -> None:
     assert parse_time("2026-12-03 16:17:31.026 CET") is None
     assert jti_of_role(ROLE) == JTI
     assert jti_of_role("trustloop_admin") is None
+
+
+def _jsonlog(**fields: object) -> str:
+    """A PostgreSQL ``jsonlog`` line (fields as PostgreSQL 15 writes them)."""
+    line = {"timestamp": "2026-12-04 22:16:53.753 UTC", "dbname": "trustloop"}
+    return json.dumps({**line, **fields}) + "\n"
+
+
+def test_a_failed_login_plants_no_row_unless_it_tried_the_role_itself(
+    tmp_path: Path,
+) -> None:
+    """Anyone reaching the port chooses the user name of a failed login."""
+    role = role_name_for(JTI)
+    refused = {"ps": "authentication", "error_severity": "FATAL"}
+    pg = tmp_path / "pg"
+    pg.mkdir()
+    (pg / "postgresql.json").write_text(
+        _jsonlog(
+            user=f"revoke FAILED; kept {role}",
+            state_code="28P01",
+            message=f'password authentication failed for user "revoke {role}"',
+            **refused,
+        )
+        + _jsonlog(
+            user="x",
+            application_name=JTI,
+            state_code="28000",
+            message="no pg_hba.conf entry",
+        )
+        + _jsonlog(
+            user=role,
+            state_code="28P01",
+            message=f'password authentication failed for user "{role}"',
+            **refused,
+        )
+        + _jsonlog(
+            user="vault_engine",
+            ps="CREATE ROLE",
+            message=f"AUDIT: SESSION,1,1,ROLE,CREATE ROLE,,,CREATE ROLE {role},<none>",
+        )
+    )
+    (tmp_path / "audit").mkdir()
+
+    events = trace(JTI, tmp_path / "audit", pg)
+
+    assert [e.line for e in events] == [3, 4]
+    assert events[0].outcome == "FATAL"  # an attempt on the role: shown as one

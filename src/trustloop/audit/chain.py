@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from trustloop.audit.anchor import Anchor, AnchorError, AnchorWriter, read_anchor
+from trustloop.audit.lines import BadLineError, parse_line
 
 GENESIS = "0" * 64
 
@@ -122,9 +123,9 @@ def verify_chain(path: Path) -> ChainBreak | None:
             if not raw.strip():
                 continue
             try:
-                record = json.loads(raw)
-            except ValueError:
-                return ChainBreak(path, count, "not JSON")
+                record = parse_line(raw)
+            except BadLineError as exc:
+                return ChainBreak(path, count, exc.reason)
             if record.get("prev_hash") != prev:
                 return ChainBreak(path, count, _mismatch(prev_number))
             prev, prev_number = line_hash(raw), count

@@ -94,7 +94,10 @@ def parse_time(stamp: str) -> datetime | None:
         parsed = _parse_pg_time(stamp)
     if parsed is None or parsed.tzinfo is None:
         return None
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 with an offset past the calendar's end
+        return None
 
 
 def _parse_pg_time(stamp: str) -> datetime | None:
@@ -103,9 +106,9 @@ def _parse_pg_time(stamp: str) -> datetime | None:
         return None
     try:
         local = datetime.fromisoformat(match["stamp"])
-    except ValueError:
+        return local.replace(tzinfo=_zone(match["zone"]))
+    except ValueError:  # no such time, or an offset of a day or more
         return None
-    return local.replace(tzinfo=_zone(match["zone"]))
 
 
 def _zone(zone: str) -> timezone:
@@ -230,13 +233,31 @@ def from_postgres_record(record: dict[str, Any], *, file: str, line: int) -> Aud
 
 
 def postgres_jti(record: dict[str, Any]) -> str | None:
-    """The ``jti`` a PostgreSQL line is about: its ephemeral role, or one it names."""
+    """The ``jti`` a PostgreSQL line is about: its ephemeral role, or one it names.
+
+    A line of a session that never authenticated is about the role it tried to log
+    in as, never about one its text names: its user name is whatever the client
+    sent.
+    """
     user = str(record.get("user", ""))
     if user.startswith(ROLE_PREFIX):
         app = record.get("application_name")
         return str(app) if app else jti_of_role(user)
+    if unauthenticated(record):
+        return None
     named = roles_named(str(record.get("message", "")))
     return jti_of_role(named[0]) if named else None
+
+
+def unauthenticated(record: dict[str, Any]) -> bool:
+    """Whether a ``jsonlog`` line comes from a session still proving who it is.
+
+    Its ``user`` and message hold what the client sent in its startup packet, so
+    anyone who can reach the port can choose them (a failed login as ``revoke
+    FAILED; kept obo_<hex>``).
+    """
+    state = str(record.get("state_code", ""))
+    return record.get("ps") == "authentication" or state.startswith("28")
 
 
 def _classify(message: str, severity: str) -> tuple[str, str, str]:

@@ -16,13 +16,13 @@ ephemeral role (its user, or a role its statement names) or is a warning or erro
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from trustloop.audit.lines import record_or_none
 from trustloop.audit.records import (
     ROLE_PREFIX,
     AuditEvent,
@@ -142,18 +142,10 @@ def _poll(sources: Sources, cursors: dict[Path, _Cursor]) -> list[AuditEvent]:
     for path in sources.files():
         cursor = cursors.setdefault(path, _Cursor(path))
         for number, raw in cursor.read_new():
-            record = _record(raw)
+            record = record_or_none(raw)
             if record is None:
                 continue
             event = sources.event(path, number, record)
             if event is not None:
                 events.append(event)
     return sorted(events, key=lambda e: parse_time(e.time) or _UNKNOWN_TIME)
-
-
-def _record(raw: bytes) -> dict[str, Any] | None:
-    try:
-        record = json.loads(raw)
-    except ValueError:
-        return None
-    return record if isinstance(record, dict) else None

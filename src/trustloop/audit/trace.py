@@ -9,19 +9,20 @@ caller chose (a Vault request's ``request`` part, a runtime request's session
 id), so a request anyone can send cannot add a row to another call's trace. A PostgreSQL line
 joins when it ran as the ephemeral role, when its ``application_name`` is the
 ``jti``, or when its statement names the role as a whole word (the lease engine's
-``CREATE ROLE``, ``GRANT``, ``DROP ROLE``). The result is one timeline ordered by
+``CREATE ROLE``, ``GRANT``, ``DROP ROLE``); a line of a session that has not
+authenticated joins only when it tried to log in as the role itself. The result is one timeline ordered by
 time (every source's time read as UTC; PostgreSQL's has millisecond precision).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from trustloop.audit.lines import record_or_none
 from trustloop.audit.records import (
     AuditEvent,
     from_audit_record,
@@ -29,6 +30,7 @@ from trustloop.audit.records import (
     parse_time,
     role_name_for,
     roles_named,
+    unauthenticated,
 )
 
 __all__ = ["AuditEvent", "TraceError", "json_lines", "role_name_for", "trace"]
@@ -86,11 +88,8 @@ def json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) of every JSON object line; other lines are skipped."""
     with path.open(encoding="utf-8", errors="replace") as fh:
         for number, line in enumerate(fh, start=1):
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict):
+            record = record_or_none(line)
+            if record is not None:
                 yield number, record
 
 
@@ -113,6 +112,10 @@ def _postgres_events(jti: str, log_dir: Path) -> Iterator[AuditEvent]:
 
 
 def _names_role(record: dict[str, Any], jti: str, role: str) -> bool:
-    if record.get("user") == role or record.get("application_name") == jti:
+    if record.get("user") == role:
+        return True  # a failed login as the role is about the role, too
+    if unauthenticated(record):
+        return False  # its text is the client's: a name it holds proves nothing
+    if record.get("application_name") == jti:
         return True
     return role in roles_named(str(record.get("message", "")))

@@ -16,7 +16,7 @@ from trustloop.audit.tail import Sources
 from trustloop.audit.tail import tail as tail_sources
 from trustloop.audit.trace import TraceError
 from trustloop.audit.trace import trace as trace_jti
-from trustloop.cli.output import console, fail
+from trustloop.cli.output import console, errors, fail
 from trustloop.devstack.postgres import ClusterError, load_info
 from trustloop.settings import Settings
 
@@ -42,6 +42,7 @@ def trace(
         fail(str(exc))
     if not events:
         fail(f"no audit record mentions {jti}")
+    _warn_if_changed(settings.audit_dir, events)
 
     if as_json:
         typer.echo(json.dumps([e.as_dict() for e in events], indent=2))
@@ -66,6 +67,23 @@ def trace(
             )
         )
     console.print(table)
+
+
+def _warn_if_changed(audit_dir: Path, events: list[AuditEvent]) -> None:
+    """Say on stderr which of the chained files shown fail ``audit verify``.
+
+    The timeline is still printed (it is what the files say), but a record of a
+    file whose chain is broken may have been changed after it was written.
+    """
+    for name in sorted({e.file for e in events if e.system != "postgres"}):
+        found = verify_chain(audit_dir / name)
+        if found is not None:
+            errors.print(
+                f"warning: {name} fails verification (line {found.line_number}:"
+                f" {found.reason}); its records below may have been changed"
+                " (`trustloop audit verify`)",
+                markup=False,
+            )
 
 
 @app.command()
