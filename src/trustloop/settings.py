@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,6 +21,32 @@ from pydantic_settings import (
 )
 
 Profile = Literal["local", "aws"]
+
+
+_URL_FIELDS = (
+    "idp_url",
+    "spire_bundle_url",
+    "vault_addr",
+    "mcp_url",
+    "runtime_url",
+    "app_url",
+)
+
+
+def _check_url(value: str) -> str:
+    """An ``http(s)`` URL with a host, a valid port if any, and no credential."""
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # ValueError when out of range or not a number
+    except ValueError as exc:
+        raise ValueError(f"not a URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not carry a user name or password")
+    if port == 0:
+        raise ValueError("port 0 is not a port to connect to")
+    return value
 
 
 class Settings(BaseSettings):
@@ -77,6 +103,23 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Arguments, then ``TRUSTLOOP_*`` variables, then ``trustloop.toml``."""
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @field_validator(*_URL_FIELDS)
+    @classmethod
+    def _a_service_url(cls, value: str) -> str:
+        return _check_url(value)
+
+    @model_validator(mode="after")
+    def _local_urls_name_their_port(self) -> Settings:
+        """Locally ``up`` listens on each URL's port, so each must name one."""
+        if self.profile == "local":
+            for name in _URL_FIELDS:
+                if urlsplit(getattr(self, name)).port is None:
+                    raise ValueError(
+                        f"TRUSTLOOP_{name.upper()}: the local profile listens on"
+                        " this URL, so it must name a port (http://127.0.0.1:9400)"
+                    )
+        return self
 
     @model_validator(mode="after")
     def _auto_answer_is_local_only(self) -> Settings:

@@ -56,14 +56,23 @@ def invoke(
         # Locally nothing signs; on AgentCore, SigV4 would fill Authorization.
         headers[USER_TOKEN_HEADER] = access_token
     url = f"{runtime_url.rstrip('/')}/invocations"
-    with (
-        httpx.Client(timeout=timeout, verify=tls_context()) as http,
-        http.stream("POST", url, json={"prompt": prompt}, headers=headers) as response,
-    ):
-        if response.status_code != 200:
-            response.read()
-            raise InvocationError(f"runtime answered HTTP {response.status_code}")
-        yield from _frames(response)
+    try:
+        with (
+            httpx.Client(timeout=timeout, verify=tls_context()) as http,
+            http.stream(
+                "POST", url, json={"prompt": prompt}, headers=headers
+            ) as response,
+        ):
+            if response.status_code != 200:
+                response.read()
+                raise InvocationError(f"runtime answered HTTP {response.status_code}")
+            yield from _frames(response)
+    except httpx.HTTPError as exc:
+        # The request's URL and headers stay out: the headers hold the token.
+        raise InvocationError(
+            f"the agent runtime at {runtime_url} stopped answering"
+            f" ({type(exc).__name__}); is the stack still running?"
+        ) from None
 
 
 def _frames(response: httpx.Response) -> Iterator[dict[str, Any]]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import tomllib
+from pathlib import Path
 
 import typer
 from pydantic import ValidationError
@@ -53,6 +55,8 @@ def main() -> None:
         report_error(f"invalid setting: {settings_problem(exc)}")
     except (ProfileError, DemoUsersFileError, ClusterError, StackError) as exc:
         report_error(str(exc))
+    except tomllib.TOMLDecodeError as exc:
+        report_error(f"trustloop.toml in {Path.cwd()}: not valid TOML ({exc})")
     except OSError as exc:
         report_error(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
     sys.exit(1)
@@ -62,4 +66,6 @@ def settings_problem(exc: ValidationError) -> str:
     """The first invalid field, named as the environment variable that set it."""
     error = exc.errors()[0]
     field = ".".join(str(part) for part in error["loc"])
+    if not field:  # a rule across fields names them itself
+        return str(error["msg"]).removeprefix("Value error, ")
     return f"TRUSTLOOP_{field.upper()}: {error['msg']}"

@@ -129,6 +129,8 @@ def bundle_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     if not path.is_dir():
+        if path.exists():  # a device, a pipe, a socket
+            raise RecordsError(f"{path}: not a file or a folder")
         raise RecordsError(f"{path}: no such file or directory")
 
     found = [*path.glob("*.json"), *path.glob("*.json.gz")]
