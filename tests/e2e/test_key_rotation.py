@@ -10,6 +10,8 @@ import pytest
 from joserfc import jws
 
 from trustloop.cli.session import ask, sign_in
+from trustloop.devstack.idp.admin import admin_socket
+from trustloop.devstack.idp.provision import AdminClient
 
 if TYPE_CHECKING:
     from trustloop.devstack.postgres import ClusterInfo
@@ -44,8 +46,8 @@ def test_a_session_survives_a_key_rotation(
     token = sign_in(stack.settings, "achen")
     old_kid = jws.extract_compact(token.encode()).headers()["kid"]
 
-    rotated = httpx.post(f"{stack.settings.idp_issuer}/dev/rotate-keys", timeout=10.0)
-    new_kid = rotated.json()["kid"]
+    with AdminClient(admin_socket(stack.settings.state_dir)) as admin:
+        new_kid = admin.rotate_signing_keys()
     answer = ask(stack.settings, token, f"show me {name}'s chart")
 
     assert new_kid != old_kid

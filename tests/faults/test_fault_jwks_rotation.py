@@ -23,6 +23,9 @@ from faultkit import (
     wait_until_no_obo_roles,
 )
 
+from trustloop.devstack.idp.admin import admin_socket
+from trustloop.devstack.idp.provision import AdminClient
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -74,9 +77,8 @@ def jwks_proxy(stack: Stack) -> Iterator[type[JwksProxy]]:
 
 
 def rotate(stack: Stack) -> str:
-    answer = httpx.post(f"{stack.settings.idp_issuer}/dev/rotate-keys", timeout=10.0)
-    answer.raise_for_status()
-    return str(answer.json()["kid"])
+    with AdminClient(admin_socket(stack.settings.state_dir)) as admin:
+        return admin.rotate_signing_keys()
 
 
 def test_rotation_while_the_jwks_is_down_uses_the_prepublished_key(

@@ -14,7 +14,9 @@ from fakeclock import FakeClock
 from joserfc.jwk import ECKey
 
 from trustloop.devstack.demo import by_username
+from trustloop.devstack.idp.admin import create_admin_app
 from trustloop.devstack.idp.app import Idp, build_idp, create_app
+from trustloop.devstack.idp.directory import Directory, directory_file
 from trustloop.devstack.idp.policy import PatientFacts
 from trustloop.devstack.idp.users import DemoUsers
 from trustloop.devstack.jwtcheck import JwksCache
@@ -209,11 +211,20 @@ async def test_revocation_and_logout_are_audited_by_jti_and_sid(world: World) ->
     assert logged_out.access_token not in text
 
 
+async def _rotate_over_the_admin_api(world: World) -> str:
+    directory = Directory(directory_file(world.settings.state_dir))
+    admin = create_admin_app(directory, world.idp.keys)
+    transport = httpx.ASGITransport(app=admin)
+    async with httpx.AsyncClient(transport=transport) as http:
+        response = await http.post("http://idp-admin/admin/v1/signing-keys/rotate")
+    assert response.status_code == 200
+    return str(response.json()["kid"])
+
+
 async def test_a_token_signed_before_a_rotation_stays_active(world: World) -> None:
     issued = await world.sign_in()
 
-    response = await world.http.post(f"{ISSUER}/dev/rotate-keys")
-    new_kid = response.json()["kid"]
+    new_kid = await _rotate_over_the_admin_api(world)
 
     assert new_kid == world.idp.keys.active_kid
     assert (await world.introspect(issued.access_token))["active"] is True
@@ -229,13 +240,22 @@ async def test_discovery_advertises_the_revocation_endpoint(world: World) -> Non
     assert metadata["revocation_endpoint"] == f"{ISSUER}/oauth2/revoke"
 
 
-def test_key_rotation_is_not_served_outside_the_local_profile(tmp_path: Path) -> None:
-    settings = Settings(state_dir=tmp_path, idp_url=ISSUER, profile="aws")
-    spire = JwtAuthority(settings.trust_domain)
-    keys = JwksCache(keys=[_public_key(jwk) for jwk in json.loads(spire.jwks)["keys"]])
-    app = create_app(build_idp(settings, svid_keys=keys, facts=NoFacts()))
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"origin": "https://attacker.example"}],
+    ids=["no-credential", "cross-site"],
+)
+async def test_nobody_rotates_the_keys_over_tcp(
+    world: World, headers: dict[str, str]
+) -> None:
+    """17 rotations retired the key of every live token: everyone signed out."""
+    issued = await world.sign_in()
+    kid = world.idp.keys.active_kid
 
-    paths = {getattr(route, "path", "") for route in app.routes}
+    for _ in range(17):
+        for path in ("/dev/rotate-keys", "/admin/v1/signing-keys/rotate"):
+            answer = await world.http.post(f"{ISSUER}{path}", headers=headers)
+            assert answer.status_code == 404
 
-    assert "/oauth2/revoke" in paths
-    assert "/dev/rotate-keys" not in paths
+    assert world.idp.keys.active_kid == kid
+    assert (await world.introspect(issued.access_token))["active"] is True

@@ -44,11 +44,12 @@ def main() -> None:
     structlog.contextvars.bind_contextvars(service="idp")
     try:
         directory = Directory(directory_file(settings.state_dir))
-        app = create_app(build_idp(settings, facts=directory))
+        idp = build_idp(settings, facts=directory)
     except (PolicyFileError, DirectoryFileError) as exc:
         log.error("idp_refused_to_start", error=str(exc))
         sys.exit(f"the IdP refuses to start: {exc}")
-    admin = create_admin_app(directory)
+    app = create_app(idp)
+    admin = create_admin_app(directory, idp.keys)
     admin_sock = bind_admin_socket(admin_socket(settings.state_dir))
     host, port = bind_address(settings.idp_url)
     log.info("idp_starting", issuer=settings.idp_issuer, host=host, port=port)

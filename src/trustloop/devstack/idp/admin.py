@@ -7,6 +7,10 @@ exists. Nothing answers these paths on the IdP's TCP port.
 - ``PUT /admin/v1/patients/{id}`` ``{"sensitive": bool}``; ``GET`` answers it back.
 - ``PUT /admin/v1/care-teams/{clinician_sub}`` ``{"role": "physician"|"nurse",
   "patients": [<patient id>, ...]}`` replaces that clinician's care team; ``GET``.
+- ``POST /admin/v1/signing-keys/rotate`` rotates the signing keys
+  (:meth:`.SigningKeys.rotate`) and answers ``{"kid": <the new active kid>}``.
+  It was a TCP route once: any web page a clinician opened could post to it 17
+  times and retire the key of every live token, signing everyone out.
 
 Errors: ``{"error": ...}`` with 400 (bad id or body) or 404 (not provisioned).
 Each change is one INFO log line (``patient_provisioned``, ``care_team_provisioned``);
@@ -35,6 +39,7 @@ from trustloop.devstack.idp.directory import (
     Directory,
     PatientEntry,
 )
+from trustloop.devstack.idp.keys import SigningKeys
 
 _ID = re.compile(ID_PATTERN)
 _Entry = TypeVar("_Entry", bound=BaseModel)
@@ -46,8 +51,14 @@ def admin_socket(state_dir: Path) -> Path:
     return state_dir / "idp" / "admin.sock"
 
 
-def create_admin_app(directory: Directory) -> Starlette:
-    """The admin API over ``directory``; serve it only with :func:`bind_admin_socket`."""
+def create_admin_app(directory: Directory, keys: SigningKeys) -> Starlette:
+    """The admin API over ``directory`` and ``keys``; serve it only with
+    :func:`bind_admin_socket`."""
+
+    async def rotate_keys(request: Request) -> Response:
+        kid = keys.rotate()
+        log.info("signing_keys_rotated", kid=kid)
+        return JSONResponse({"kid": kid})
 
     async def patient(request: Request) -> Response:
         patient_id = _path_id(request, "patient_id")
@@ -79,6 +90,7 @@ def create_admin_app(directory: Directory) -> Starlette:
                 care_team,
                 methods=["GET", "PUT"],
             ),
+            Route("/admin/v1/signing-keys/rotate", rotate_keys, methods=["POST"]),
         ],
         exception_handlers={_BadRequestError: _bad_request},
     )

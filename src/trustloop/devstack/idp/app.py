@@ -3,8 +3,7 @@
 Routes: ``GET /.well-known/openid-configuration`` (RFC 8414 / OIDC Discovery),
 ``GET /oauth2/jwks``, ``POST /oauth2/token`` (``password`` in the local profile,
 token exchange), ``POST /oauth2/introspect``, ``POST /oauth2/revoke`` and
-``POST /oauth2/logout`` (see :mod:`.revocation`), in the local profile only
-``POST /dev/rotate-keys`` (:meth:`.SigningKeys.rotate`, answers the new ``kid``),
+``POST /oauth2/logout`` (see :mod:`.revocation`),
 ``GET /v1.0/events`` (the audit events, for the auditor workload's JWT-SVID;
 see :mod:`.events`), step-up on Verify's paths (``GET /v2.0/factors``, ``POST
 /v1.0/authenticators/{id}/verifications``, ``GET`` of one, the jwt-bearer grant;
@@ -210,10 +209,6 @@ def create_app(idp: Idp) -> Starlette:
     async def logout(request: Request) -> Response:
         return await _answer(request, idp.logout)
 
-    async def rotate_keys(request: Request) -> Response:
-        # Dev-only trigger; the route exists in the local profile only.
-        return JSONResponse({"kid": idp.keys.rotate()}, headers=NO_STORE)
-
     async def factors(request: Request) -> Response:
         auth = request.headers.get("authorization")
         return _verify_api(lambda: (200, idp.step_up.factors(auth)))
@@ -249,8 +244,6 @@ def create_app(idp: Idp) -> Starlette:
             Route("/oauth2/logout", logout, methods=["POST"]),
         ]
     )
-    if idp.settings.profile == "local":
-        app.add_route("/dev/rotate-keys", rotate_keys, methods=["POST"])
     if idp.sign_in is not None:
         _add_sign_in_routes(app, idp.sign_in)
     if idp.authenticator is not None:

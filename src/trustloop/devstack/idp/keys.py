@@ -11,8 +11,8 @@ A :class:`SigningKeys` holds three kinds of key, each with its own ``kid``:
   validators' leeway), then are dropped.
 
 :meth:`SigningKeys.rotate` is the trigger: next becomes active, active is retired,
-a fresh next key is made. In the local profile the IdP also serves it as
-``POST /dev/rotate-keys``. Validators pin ES256 per key (``alg`` in every JWK).
+a fresh next key is made. The IdP stand-in serves it on its admin socket only
+(``POST /admin/v1/signing-keys/rotate``, :mod:`.admin`). Validators pin ES256 per key (``alg`` in every JWK).
 """
 
 from __future__ import annotations

@@ -70,6 +70,13 @@ class AdminClient:
     def get_care_team(self, clinician_sub: str) -> dict[str, object] | None:
         return self._call("GET", f"/admin/v1/care-teams/{clinician_sub}")
 
+    def rotate_signing_keys(self) -> str:
+        """Rotate the IdP's signing keys; the new active ``kid``."""
+        answer = self._call("POST", "/admin/v1/signing-keys/rotate")
+        if answer is None:
+            raise ProvisionError("the IdP admin API did not rotate its keys")
+        return str(answer["kid"])
+
     def _call(
         self, method: str, path: str, body: object = None
     ) -> dict[str, object] | None:
