@@ -34,6 +34,7 @@ from trustloop.tools.auth import IntrospectionVerifier, UnavailableMiddleware
 from trustloop.tools.caller import request_introspection
 from trustloop.tools.catalog import ClinicalTools, mcp_tools
 from trustloop.tools.listing import StaticToolListing
+from trustloop.tools.post_only import PostOnly
 
 if TYPE_CHECKING:
     from mcp.server.auth.provider import TokenVerifier
@@ -92,12 +93,14 @@ def build_app(
 ) -> Starlette:
     """The ASGI app: ``/mcp`` and ``/.well-known/oauth-protected-resource/mcp``."""
     server = build_server(settings, rhythm=rhythm, verifier=verifier)
+    path = urlsplit(settings.mcp_url).path or "/mcp"
     app = server.streamable_http_app(
-        streamable_http_path=urlsplit(settings.mcp_url).path or "/mcp",
+        streamable_http_path=path,
         stateless_http=True,
         transport_security=transport_security(settings.mcp_url),
     )
     app.add_middleware(UnavailableMiddleware)
+    app.add_middleware(PostOnly, path=path)
     return app
 
 
