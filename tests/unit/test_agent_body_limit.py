@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from trustloop.agent.body_limit import MAX_BODY_BYTES
 from trustloop.agent.runtime import create_app
+from trustloop.body_limit import MAX_BODY_BYTES
 from trustloop.settings import Settings
 
 if TYPE_CHECKING:

@@ -37,10 +37,10 @@ from bedrock_agentcore.runtime import (
     RequestContext,
 )
 
-from trustloop.agent.body_limit import BodyLimit
 from trustloop.agent.invocation import Frame, Invocation, UserToken
 from trustloop.agent.sessions import ConversationMemory
 from trustloop.audit.chain import AuditLog
+from trustloop.body_limit import BodyLimit
 from trustloop.settings import Settings, bind_address
 
 if TYPE_CHECKING:

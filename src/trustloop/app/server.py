@@ -231,7 +231,7 @@ class Api:
             return problem(413, "invalid_request", "The question is too long.")
         try:
             conversation_id, question = chat.read_question(json.loads(body))
-        except ValueError as exc:  # a body that is not JSON, or QuestionError
+        except (ValueError, RecursionError) as exc:  # not JSON, or QuestionError
             message = str(exc) if isinstance(exc, chat.QuestionError) else None
             return problem(400, "invalid_request", message or "Send JSON.")
 

@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from trustloop.audit.chain import AuditLog, AuditWriteError
+from trustloop.body_limit import BodyLimit
 from trustloop.devstack.idp import (
     password_grant,
     step_up,
@@ -252,6 +253,13 @@ def create_app(idp: Idp) -> Starlette:
         app.add_route("/authenticator", page.sign_in, methods=["POST"])
         app.add_route("/authenticator/answer", page.answer_form, methods=["POST"])
         app.add_route("/authenticator/answers", page.answer_json, methods=["POST"])
+    # Before any handler reads it: /oauth2/token read 200 MB before refusing it.
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=MAX_FORM_BYTES,
+        error=lambda reason: {"error": "invalid_request", "error_description": reason},
+        event="idp_request_refused",
+    )
     app.state.idp = idp
     return app
 
@@ -346,9 +354,7 @@ async def _form(request: Request) -> dict[str, str]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip()
     if content_type.lower() != FORM_TYPE:
         raise invalid_request(f"the body must be {FORM_TYPE}")
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        raise invalid_request("the request is too large")
+    body = await request.body()  # at most MAX_FORM_BYTES (create_app's BodyLimit)
     try:
         pairs = parse_qsl(
             body.decode(), keep_blank_values=True, strict_parsing=bool(body)

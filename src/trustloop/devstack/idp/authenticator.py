@@ -142,7 +142,7 @@ class Authenticator:
     async def answer_json(self, request: Request) -> Response:
         try:
             body = json.loads(await request.body())
-        except ValueError:
+        except (ValueError, RecursionError):
             body = None
         if not isinstance(body, dict) or body.get("decision") not in (
             "approve",

@@ -308,6 +308,8 @@ def _check_details_shape(raw: str) -> None:
     """RFC 9396 §2/§5: say which rule a refused ``authorization_details`` broke."""
     try:
         value = json.loads(raw)
+    except RecursionError as exc:  # audited as exchange_denied, like every refusal
+        raise _invalid_details("authorization_details nests too deeply") from exc
     except ValueError as exc:
         raise _invalid_details("authorization_details is not valid JSON") from exc
     if not isinstance(value, list):

@@ -21,9 +21,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from trustloop.audit.chain import AuditLog
+from trustloop.body_limit import BodyLimit
 from trustloop.devstack.jwtcheck import Clock, JwksCache
 from trustloop.devstack.vault.audit import AuditDevice, load_hmac_key
-from trustloop.devstack.vault.endpoint import Gateway
+from trustloop.devstack.vault.endpoint import MAX_BODY_BYTES, Gateway
 from trustloop.devstack.vault.errors import error_response
 from trustloop.devstack.vault.jwt_auth import JwtAuth, JwtRole
 from trustloop.devstack.vault.lease_engine import LeaseEngine
@@ -103,6 +104,13 @@ def build_app(
         routes=routes,
         lifespan=_lifespan(parts),
         exception_handlers={HTTPException: _http_error},
+    )
+    # Before any handler reads it: a 200 MB body was read whole, unauthenticated.
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=MAX_BODY_BYTES,
+        error=lambda reason: {"errors": [reason]},
+        event="vault_request_refused",
     )
     app.state.parts = parts
     return app
