@@ -44,8 +44,6 @@ def _check_url(value: str) -> str:
         raise ValueError("must be an http:// or https:// URL with a host")
     if parts.username is not None or parts.password is not None:
         raise ValueError("must not carry a user name or password")
-    if port == 0:
-        raise ValueError("port 0 is not a port to connect to")
     return value
 
 

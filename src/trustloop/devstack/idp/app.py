@@ -159,7 +159,10 @@ def build_idp(
         grants.update(sign_in.grants)
         authenticator = Authenticator(stepping, users, sign_in.pushes)
     introspection = Introspection(
-        clients=clients, access_tokens=access_tokens, audit=audit
+        clients=clients,
+        access_tokens=access_tokens,
+        audit=audit,
+        resources={settings.mcp_spiffe_id: settings.mcp_resource},
     )
     events = EventsApi(
         audit.path,
