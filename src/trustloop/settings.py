@@ -44,6 +44,8 @@ def _check_url(value: str) -> str:
         raise ValueError("must be an http:// or https:// URL with a host")
     if parts.username is not None or parts.password is not None:
         raise ValueError("must not carry a user name or password")
+    if port is None and parts.netloc.endswith(":"):
+        raise ValueError("the port after ':' is missing")
     return value
 
 

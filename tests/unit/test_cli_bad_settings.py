@@ -34,6 +34,7 @@ def _run(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
         ("http://127.0.0.1:port", "not a URL"),
         ("http://admin:hunter2@127.0.0.1:9400", "must not carry a user name"),
         ("http://127.0.0.1", "must name a port"),
+        ("http://127.0.0.1:", "the port after ':' is missing"),
     ],
 )
 def test_a_bad_url_is_named_as_its_variable(
