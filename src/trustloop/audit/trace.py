@@ -6,12 +6,13 @@ record joins when one of the fields that carry a call's identity
 (:data:`JOIN_KEYS`, at any depth) EQUALS the ``jti`` or its role name
 (``obo_<jti hex>``): a mention inside free text does not, nor does a value the
 caller chose (a Vault request's ``request`` part, a runtime request's session
-id), so a request anyone can send cannot add a row to another call's trace. A PostgreSQL line
-joins when it ran as the ephemeral role, when its ``application_name`` is the
-``jti``, or when its statement names the role as a whole word (the lease engine's
-``CREATE ROLE``, ``GRANT``, ``DROP ROLE``); a line of a session that has not
-authenticated joins only when it tried to log in as the role itself. The result is one timeline ordered by
-time (every source's time read as UTC; PostgreSQL's has millisecond precision).
+id), so a request anyone can send cannot add a row to another call's trace. A
+PostgreSQL line joins when it ran as the ephemeral role, when its
+``application_name`` is the ``jti``, or when its statement names the role as a
+whole word (the lease engine's ``CREATE ROLE``, ``GRANT``, ``DROP ROLE``); a line
+of a session that has not authenticated joins only when it tried to log in as the
+role itself. The result is one timeline ordered by time (every source's time read
+as UTC; PostgreSQL's has millisecond precision).
 """
 
 from __future__ import annotations

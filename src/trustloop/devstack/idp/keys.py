@@ -12,7 +12,8 @@ A :class:`SigningKeys` holds three kinds of key, each with its own ``kid``:
 
 :meth:`SigningKeys.rotate` is the trigger: next becomes active, active is retired,
 a fresh next key is made. The IdP stand-in serves it on its admin socket only
-(``POST /admin/v1/signing-keys/rotate``, :mod:`.admin`). Validators pin ES256 per key (``alg`` in every JWK).
+(``POST /admin/v1/signing-keys/rotate``, :mod:`.admin`). Validators pin ES256 per
+key (``alg`` in every JWK).
 """
 
 from __future__ import annotations
