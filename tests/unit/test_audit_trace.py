@@ -181,7 +181,7 @@ def _jsonlog(**fields: object) -> str:
     return json.dumps({**line, **fields}) + "\n"
 
 
-def test_a_failed_login_plants_no_row_unless_it_tried_the_role_itself(
+def test_text_a_client_sent_before_logging_in_plants_no_row(
     tmp_path: Path,
 ) -> None:
     """Anyone reaching the port chooses the user name of a failed login."""
@@ -208,15 +208,35 @@ def test_a_failed_login_plants_no_row_unless_it_tried_the_role_itself(
             message=f'password authentication failed for user "{role}"',
             **refused,
         )
+        + _jsonlog(  # options of a startup packet, logged before any login
+            user="achen",
+            ps="",
+            backend_type="not initialized",
+            error_severity="FATAL",
+            state_code="22023",
+            message=f'invalid value for parameter "replication": "kept {role}"',
+        )
         + _jsonlog(
-            user="vault_engine",
+            user="trustloop_lease_engine",
             ps="CREATE ROLE",
+            backend_type="client backend",
+            error_severity="LOG",
             message=f"AUDIT: SESSION,1,1,ROLE,CREATE ROLE,,,CREATE ROLE {role},<none>",
+        )
+        + _jsonlog(
+            user="trustloop_lease_engine",
+            ps="DROP ROLE",
+            backend_type="client backend",
+            error_severity="ERROR",
+            state_code="42704",
+            message=f'role "{role}" does not exist',
+            statement=f"DROP ROLE {role}",
         )
     )
     (tmp_path / "audit").mkdir()
 
     events = trace(JTI, tmp_path / "audit", pg)
 
-    assert [e.line for e in events] == [3, 4]
+    assert [e.line for e in events] == [3, 5, 6]
     assert events[0].outcome == "FATAL"  # an attempt on the role: shown as one
+    assert [e.jti for e in events] == [JTI, JTI, JTI]

@@ -241,23 +241,41 @@ def postgres_jti(record: dict[str, Any]) -> str | None:
     """
     user = str(record.get("user", ""))
     if user.startswith(ROLE_PREFIX):
-        app = record.get("application_name")
+        app = record.get("application_name") if not unauthenticated(record) else None
         return str(app) if app else jti_of_role(user)
-    if unauthenticated(record):
-        return None
-    named = roles_named(str(record.get("message", "")))
+    named = roles_in_statement(record)
     return jti_of_role(named[0]) if named else None
 
 
-def unauthenticated(record: dict[str, Any]) -> bool:
-    """Whether a ``jsonlog`` line comes from a session still proving who it is.
+def roles_in_statement(record: dict[str, Any]) -> list[str]:
+    """The ephemeral roles a line names as part of what a session RAN.
 
-    Its ``user`` and message hold what the client sent in its startup packet, so
-    anyone who can reach the port can choose them (a failed login as ``revoke
-    FAILED; kept obo_<hex>``).
+    Only two kinds of line qualify, and only a session that has logged in can
+    write either: a pgaudit record (``LOG``, ``AUDIT: ...``) and an error that
+    carries the ``statement`` behind it. The text of any other line may be the
+    client's own: a failed login as ``revoke FAILED; kept obo_<hex>``, or a
+    startup packet whose ``replication`` option says so, is logged verbatim by a
+    server that has not yet asked who is there.
+    """
+    message = str(record.get("message", ""))
+    audited = message.startswith("AUDIT: ") and record.get("error_severity") == "LOG"
+    if audited or "statement" in record:
+        return roles_named(message)
+    return []
+
+
+def unauthenticated(record: dict[str, Any]) -> bool:
+    """Whether a ``jsonlog`` line comes from a session that never logged in.
+
+    Its ``user`` and options are what the client sent in its startup packet, so
+    anyone who can reach the port can choose them.
     """
     state = str(record.get("state_code", ""))
-    return record.get("ps") == "authentication" or state.startswith("28")
+    return (
+        record.get("ps") in (None, "", "authentication", "startup")
+        or record.get("backend_type") != "client backend"
+        or state.startswith(("28", "08"))
+    )
 
 
 def _classify(message: str, severity: str) -> tuple[str, str, str]:

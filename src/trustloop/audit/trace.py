@@ -30,7 +30,7 @@ from trustloop.audit.records import (
     from_postgres_record,
     parse_time,
     role_name_for,
-    roles_named,
+    roles_in_statement,
     unauthenticated,
 )
 
@@ -115,8 +115,7 @@ def _postgres_events(jti: str, log_dir: Path) -> Iterator[AuditEvent]:
 def _names_role(record: dict[str, Any], jti: str, role: str) -> bool:
     if record.get("user") == role:
         return True  # a failed login as the role is about the role, too
-    if unauthenticated(record):
-        return False  # its text is the client's: a name it holds proves nothing
-    if record.get("application_name") == jti:
+    if record.get("application_name") == jti and not unauthenticated(record):
         return True
-    return role in roles_named(str(record.get("message", "")))
+    # Text a client chose before logging in names nothing (roles_in_statement).
+    return role in roles_in_statement(record)
