@@ -5,8 +5,8 @@ IdP's form parser and Vault's JSON reader each read it all before looking at its
 size or its sender: a 48 MB body was read and parsed for anyone, signed in or not,
 and a body of 200,000 ``[`` crashed the runtime's parser (an unaudited 500). This
 middleware reads the body first, at most ``max_bytes`` (a Content-Length above it
-is refused unread), refuses a JSON body that nests deeper than Python's parser
-can follow, and hands the rest on unchanged. A refusal is 413 or 400 in the
+is refused unread), refuses a JSON body that nests deeper than :data:`MAX_DEPTH`,
+and hands the rest on unchanged. A refusal is 413 or 400 in the
 server's own error shape (``error``), with one log line without the body.
 
 Used by the agent runtime, the IdP stand-in and the Vault stand-in.
@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from trustloop.json_depth import nested_deeper_than
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -27,6 +29,9 @@ if TYPE_CHECKING:
 # A 4,000-character prompt of characters outside the BMP, each JSON-escaped as a
 # surrogate pair (\uXXXX\uXXXX, 12 bytes): 48,000 bytes, and room for the rest.
 MAX_BODY_BYTES = 64 * 1024
+# Deeper than any request the three servers take (Vault's and the runtime's are 1
+# or 2 levels, a Verify push request 4).
+MAX_DEPTH = 32
 
 log = structlog.get_logger(__name__)
 
@@ -106,14 +111,19 @@ def _content_length(scope: Scope) -> int | None:
 
 
 def _nests_too_deep(body: bytes) -> bool:
-    """Whether the parser would give up on the nesting (malformed JSON: not ours)."""
+    """Whether a JSON body nests past :data:`MAX_DEPTH` (malformed JSON: not ours).
+
+    Past the parser's own limit it fails outright; below it, a body 600 levels
+    deep parses and then breaks whatever walks it recursively (Vault's audit
+    device HMACs every value: an unaudited 500).
+    """
     try:
-        json.loads(body)
+        doc = json.loads(body)
     except RecursionError:
         return True
     except ValueError:
         return False
-    return False
+    return nested_deeper_than(doc, MAX_DEPTH)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

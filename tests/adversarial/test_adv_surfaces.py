@@ -107,19 +107,31 @@ def test_a_body_past_64_kib_is_refused_before_it_is_read(
     assert error in answer.json()
 
 
+def _deep_but_parseable(depth: int) -> bytes:
+    """Below the parser's limit, deep enough to break a recursive walk after it."""
+    return (
+        b'{"role": "clinical", "jwt": "x", "deep": '
+        + (b'{"a": ' * depth + b"1" + b"}" * depth)
+        + b"}"
+    )
+
+
 @pytest.mark.parametrize(
     "path",
     ["/v1/auth/jwt/login", "/v1/verify-rar/creds/clinical", "/v1/sys/leases/revoke"],
 )
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 60_000, _deep_but_parseable(600), _deep_but_parseable(800)],
+    ids=["past-the-parser", "600-deep", "800-deep"],
+)
 def test_deep_json_at_vault_is_a_vault_400_not_a_crash(
-    adv_stack: Stack, path: str
+    adv_stack: Stack, path: str, body: bytes
 ) -> None:
+    """600 levels parsed, then broke the audit device's walk: an unaudited 500."""
     method = "PUT" if "leases" in path else "POST"
     answer = httpx.request(
-        method,
-        f"{adv_stack.settings.vault_addr}{path}",
-        content=b"[" * 60_000,
-        trust_env=False,
+        method, f"{adv_stack.settings.vault_addr}{path}", content=body, trust_env=False
     )
 
     assert answer.status_code == 400
