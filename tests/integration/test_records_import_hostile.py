@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import threading
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -198,3 +199,74 @@ def test_the_same_bundle_loaded_again_still_loads(
     after = _snapshot(cluster)
     assert after.pop("practitioners")[0] == before.pop("practitioners")[0]
     assert after == before
+
+
+def test_a_concurrent_load_cannot_slip_past_the_ownership_check(
+    cluster: ClusterInfo, tmp_path: Path
+) -> None:
+    """Another load holds an uncommitted Observation for patient P; this file
+    has the same Observation for Q. Without the import lock the check missed the
+    uncommitted row, the upsert then waited, skipped it, and the file 'loaded'."""
+    patient = {"resourceType": "Patient", "id": "race-q", "name": []}
+    observation = {
+        "resourceType": "Observation",
+        "id": "race-obs",
+        "code": {"text": "x"},
+        "subject": {"reference": "Patient/race-q"},
+    }
+    path = tmp_path / "race.json"
+    path.write_text(
+        json.dumps(
+            {
+                "resourceType": "Bundle",
+                "type": "transaction",
+                "entry": [{"resource": patient}, {"resource": observation}],
+            }
+        )
+    )
+    outcome: list[BaseException | None] = []
+
+    def load() -> None:
+        try:
+            load_bundles(cluster.admin_conninfo(), path)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    try:
+        with psycopg.connect(cluster.admin_conninfo()) as other:  # the other load
+            other.execute(
+                "SELECT pg_advisory_xact_lock(%s)", (fhir_import.IMPORT_LOCK,)
+            )
+            other.execute(
+                "INSERT INTO clinical.patients (id, name, resource)"
+                " VALUES ('race-p', 'P', '{}')"
+            )
+            other.execute(
+                "INSERT INTO clinical.observations (id, patient_id, code, resource)"
+                " VALUES ('race-obs', 'race-p', 'x', '{}')"
+            )
+            racer = threading.Thread(target=load)
+            racer.start()
+            racer.join(timeout=1.0)
+            assert racer.is_alive()  # waiting for the other load to finish
+        racer.join(timeout=30)
+
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], BundleError)
+        assert "already stored for another patient" in str(outcome[0])
+        with psycopg.connect(cluster.admin_conninfo()) as conn:
+            owner = conn.execute(
+                "SELECT patient_id FROM clinical.observations WHERE id = 'race-obs'"
+            ).fetchone()
+            q = conn.execute(
+                "SELECT count(*) FROM clinical.patients WHERE id = 'race-q'"
+            ).fetchone()
+        assert owner == ("race-p",)
+        assert q == (0,)
+    finally:
+        with psycopg.connect(cluster.admin_conninfo()) as conn:
+            conn.execute(
+                "DELETE FROM clinical.patients WHERE id IN ('race-p', 'race-q')"
+            )

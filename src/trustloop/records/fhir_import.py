@@ -62,6 +62,7 @@ MAX_DEPTH = 64
 """How deep a bundle's JSON may nest."""
 MAX_RESOURCE_BYTES = 1024 * 1024
 """A stored resource's size as JSON (Synthea's largest are about 4 KiB)."""
+IMPORT_LOCK = 0x7472_7573_746C_6F70  # "trustlop": the advisory lock loads take
 
 ProgressCallback: TypeAlias = Callable[[int, int], None]
 """``progress(done, total)``: files committed so far, out of the files found."""
@@ -184,6 +185,9 @@ def load_bundle_file(conn: psycopg.Connection[Any], path: Path) -> ImportReport:
 
     try:
         with conn.transaction():
+            # One file at a time across loads: the ownership check in _write then
+            # sees every committed row, and a concurrent load cannot slip past it.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (IMPORT_LOCK,))
             _write(conn, rows)
     except _OwnedElsewhereError as exc:
         raise BundleError(path, str(exc)) from exc
