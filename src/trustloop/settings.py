@@ -8,6 +8,8 @@ token obtained at sign-in.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -23,6 +25,32 @@ from pydantic_settings import (
 Profile = Literal["local", "aws"]
 
 
+# Vault's JWT auth ``jwks_url``, when the IdP's keys are served elsewhere than
+# ``<idp_url>/oauth2/jwks`` (the fault tests put a switchable proxy there); read
+# by the Vault stand-in alone, not a field of Settings.
+IDP_JWKS_URL_ENV = "TRUSTLOOP_VAULT_IDP_JWKS_URL"
+
+
+def unknown_variables(environ: Mapping[str, str]) -> dict[str, str | None]:
+    """``TRUSTLOOP_*`` variables no part reads, each with the setting it may mean."""
+    known = {f"TRUSTLOOP_{name.upper()}" for name in Settings.model_fields}
+    known.add(IDP_JWKS_URL_ENV)
+    return {
+        name: next(iter(difflib.get_close_matches(name, sorted(known), n=1)), None)
+        for name in sorted(environ)
+        if name.startswith("TRUSTLOOP_") and name not in known
+    }
+
+
+# The environment variable that sets each URL, as a user would type it.
+URL_VARIABLES = {
+    "spire": "TRUSTLOOP_SPIRE_BUNDLE_URL",
+    "idp": "TRUSTLOOP_IDP_URL",
+    "vault": "TRUSTLOOP_VAULT_ADDR",
+    "mcp": "TRUSTLOOP_MCP_URL",
+    "runtime": "TRUSTLOOP_RUNTIME_URL",
+    "app": "TRUSTLOOP_APP_URL",
+}
 _URL_FIELDS = (
     "idp_url",
     "spire_bundle_url",
@@ -108,6 +136,16 @@ class Settings(BaseSettings):
     @classmethod
     def _a_service_url(cls, value: str) -> str:
         return _check_url(value)
+
+    @field_validator("mcp_url")
+    @classmethod
+    def _the_mcp_endpoint_has_a_path(cls, value: str) -> str:
+        if urlsplit(value).path.strip("/") == "":
+            raise ValueError(
+                "must name the MCP endpoint's path too (http://127.0.0.1:8000/mcp):"
+                " the URL is the resource clinicians' tokens are issued for"
+            )
+        return value
 
     @model_validator(mode="after")
     def _local_urls_name_their_port(self) -> Settings:

@@ -123,6 +123,12 @@ def test_a_second_up_is_refused_and_the_first_keeps_serving(
         same_ports = _cli(other_state, "up")
         assert same_ports.returncode == 1
         assert "already in use" in same_ports.stderr
+        for variable in (
+            "TRUSTLOOP_IDP_URL",
+            "TRUSTLOOP_VAULT_ADDR",
+            "TRUSTLOOP_APP_URL",
+        ):
+            assert variable in same_ports.stderr  # every busy port at once, by name
         assert "Traceback" not in same_ports.stderr + same_ports.stdout
 
         asked = _cli(env, "ask", "--as", "achen", "list my patients")

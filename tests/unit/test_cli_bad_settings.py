@@ -98,3 +98,36 @@ def test_a_rule_across_fields_is_reported_without_an_empty_variable(
     assert code == 1
     assert "invalid setting: step_up_auto is dev-only" in err
     assert "TRUSTLOOP_:" not in err
+
+
+@pytest.mark.parametrize("value", ["http://127.0.0.1:8000", "http://127.0.0.1:8000/"])
+def test_an_mcp_url_without_its_path_is_refused(
+    value: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It made `up` wait 45 s for a readiness URL the server never answered."""
+    monkeypatch.setenv("TRUSTLOOP_MCP_URL", value)
+
+    code = _run(["up"], monkeypatch)
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "TRUSTLOOP_MCP_URL: must name the MCP endpoint's path too" in err
+    assert "Value error" not in err
+
+
+def test_a_misspelled_setting_is_named_with_the_one_meant(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TRUSTLOOP_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("TRUSTLOOP_IDP_ULR", "http://127.0.0.1:19400")
+    monkeypatch.setenv("TRUSTLOOP_VAULT_IDP_JWKS_URL", "http://127.0.0.1:1/jwks")
+
+    _run(["audit", "verify"], monkeypatch)
+
+    err = capsys.readouterr().err
+    assert "warning: TRUSTLOOP_IDP_ULR is not a trustloop setting" in err
+    assert "(did you mean TRUSTLOOP_IDP_URL?)" in err
+    assert "TRUSTLOOP_VAULT_IDP_JWKS_URL" not in err  # read by the Vault stand-in

@@ -7,6 +7,7 @@ refusal) into one clear line on stderr and exit status 1, never a traceback.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import tomllib
 from pathlib import Path
@@ -23,12 +24,12 @@ from trustloop.cli import (
     login_cmd,
     stack_cmd,
 )
-from trustloop.cli.output import report_error
+from trustloop.cli.output import errors, report_error
 from trustloop.devstack.idp.users import DemoUsersFileError
 from trustloop.devstack.postgres import ClusterError
 from trustloop.devstack.stack import StackError
 from trustloop.logging import configure
-from trustloop.settings import ProfileError
+from trustloop.settings import ProfileError, unknown_variables
 
 app = typer.Typer(
     help="trustloop: zero-trust AI agents for healthcare (local stack).",
@@ -49,6 +50,9 @@ app.add_typer(audit_cmd.app, name="audit")
 def main() -> None:
     # The commands speak through rich; library events only when something is wrong.
     configure("cli", level=logging.WARNING)
+    for name, meant in unknown_variables(os.environ).items():
+        hint = f" (did you mean {meant}?)" if meant else ""
+        errors.print(f"warning: {name} is not a trustloop setting{hint}", markup=False)
     try:
         app()
     except ValidationError as exc:
@@ -66,6 +70,7 @@ def settings_problem(exc: ValidationError) -> str:
     """The first invalid field, named as the environment variable that set it."""
     error = exc.errors()[0]
     field = ".".join(str(part) for part in error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
     if not field:  # a rule across fields names them itself
-        return str(error["msg"]).removeprefix("Value error, ")
-    return f"TRUSTLOOP_{field.upper()}: {error['msg']}"
+        return message
+    return f"TRUSTLOOP_{field.upper()}: {message}"

@@ -30,7 +30,7 @@ import httpx
 from trustloop.devstack.net import free_port
 from trustloop.devstack.postgres import ClusterInfo, start_cluster, stop_cluster
 from trustloop.devstack.state_marker import ForeignFolderError, mark
-from trustloop.settings import Settings, bind_address, require_local
+from trustloop.settings import URL_VARIABLES, Settings, bind_address, require_local
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -226,14 +226,22 @@ class Stack:
         self._lock = fd
 
     def _check_ports_free(self) -> None:
-        """Refuse to start when something already answers on a part's port."""
-        for part in self.parts:
-            if port_answers(part.port):
-                raise StackError(
-                    f"port {part.port} ({part.name}) is already in use: stop what "
-                    "listens there (another `trustloop up`?) or choose other ports "
-                    "with the TRUSTLOOP_*_URL settings (see README)"
-                )
+        """Refuse to start when something already answers on a part's port.
+
+        Every busy port is named at once, with the setting that moves it.
+        """
+        busy = [
+            f"{part.port} ({part.name}, {URL_VARIABLES.get(part.name, 'its URL')})"
+            for part in self.parts
+            if port_answers(part.port)
+        ]
+        if busy:
+            ports = "port " if len(busy) == 1 else "ports "
+            raise StackError(
+                f"{ports}{', '.join(busy)} already in use: stop what listens there"
+                " (another `trustloop up`?) or move each part with its setting"
+                " (see README)"
+            )
 
     def _start_part(self, part: Part, env: dict[str, str] | None = None) -> None:
         part.log_path = self.settings.log_dir / f"{part.name}.log"

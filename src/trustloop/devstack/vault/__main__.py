@@ -9,13 +9,10 @@ import uvicorn
 from trustloop.devstack.postgres import load_info
 from trustloop.devstack.vault.app import build_app
 from trustloop.logging import configure
-from trustloop.settings import Settings, bind_address, require_local
+from trustloop.settings import IDP_JWKS_URL_ENV, Settings, bind_address, require_local
 from trustloop.startup import freeze_startup_heap
 
 LEASE_ENGINE_ROLE = "trustloop_lease_engine"
-# Vault's JWT auth ``jwks_url``, when the IdP's keys are served elsewhere than
-# ``<idp_url>/oauth2/jwks`` (the fault tests put a switchable proxy there).
-IDP_JWKS_URL_ENV = "TRUSTLOOP_VAULT_IDP_JWKS_URL"
 KEEP_ALIVE_S = 75
 
 
