@@ -195,6 +195,8 @@ async def test_an_approved_push_redeems_for_a_stepped_up_obo(world: World) -> No
     exchanged = [e for e in world.audit_events() if e["event"] == "token_exchanged"]
     assert exchanged[-1]["jti"] == obo.jti
     assert exchanged[-1]["acr"] == "urn:trustloop:acr:step-up"
+    assert exchanged[-1]["rule"] == "step_up"  # the restricted-read rule decided
+    assert exchanged[-1]["requires"] == ["step_up"]
     assert "step_up_approved" in _events(world)
 
 
@@ -521,6 +523,11 @@ async def test_an_approved_consent_yields_an_obo_that_says_so(world: World) -> N
     assert claims["consent"] is True
     assert claims["amr"] == ["push"]
     assert claims["authorization_details"] == [NOTE.wire()]
+    exchanged = [e for e in world.audit_events() if e["event"] == "token_exchanged"]
+    # The rule that decided, not "step_up": an auditor must not read a note as a
+    # restricted chart's read (a new user's walkthrough, fourth round).
+    assert exchanged[-1]["rule"] == "write_note"
+    assert exchanged[-1]["requires"] == ["consent"]
 
 
 async def test_a_denied_consent_yields_nothing(world: World) -> None:

@@ -451,7 +451,7 @@ class StepUp:
             raise OAuthProblem(
                 "invalid_grant", "the sign-in behind this approval has ended"
             )
-        await self._still_allowed(claims, detail)
+        rule = await self._still_allowed(claims, detail)
         # Used up only now: a refusal above for a passing reason (503) leaves
         # the clinician's approval redeemable by the retry it invites.
         if not self._redeemed.first_use(claims["jti"], claims["exp"]):
@@ -469,12 +469,15 @@ class StepUp:
                 **({"consent": True} if "consent" in claims["requires"] else {}),
             },
         )
-        return self._granted(obo.token, obo.claims, claims)
+        return self._granted(obo.token, obo.claims, claims, rule)
 
     async def _still_allowed(
         self, claims: Mapping[str, Any], detail: AuthorizationDetail
-    ) -> None:
-        """Ask the policy again: the approval covers what it requires now."""
+    ) -> str:
+        """Ask the policy again: the approval covers what it requires now.
+
+        Answers the rule that decided, which the grant's audit line names.
+        """
         try:
             decision = await self._policy.decide(claims["sub"], detail)
         except PolicyUnavailableError as exc:
@@ -491,6 +494,7 @@ class StepUp:
                 f"{detail.identifier}: the approval does not cover what is required",
                 403,
             )
+        return decision.rule
 
     def _redeemable(self, assertion: str, client: str) -> dict[str, Any]:
         """An unexpired assertion of ours for this client (single use: the caller)."""
@@ -503,7 +507,11 @@ class StepUp:
         return claims
 
     def _granted(
-        self, token: str, claims: dict[str, Any], assertion: Mapping[str, Any]
+        self,
+        token: str,
+        claims: dict[str, Any],
+        assertion: Mapping[str, Any],
+        rule: str,
     ) -> dict[str, Any]:
         granted = claims["authorization_details"]
         self._audit.append(
@@ -512,7 +520,8 @@ class StepUp:
             client_id=claims["client_id"],
             sub=claims["sub"],
             actor=claims["act"]["sub"],
-            rule="step_up",
+            rule=rule,
+            requires=list(assertion["requires"]),
             granted=granted,
             aud=claims["aud"],
             act=claims["act"],
