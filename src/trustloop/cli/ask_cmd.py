@@ -45,7 +45,12 @@ def ask(
             settings, token, question, session_id=session, on_text=printer
         )
     except (OAuthError, IdpUnavailableError, InvocationError, OSError) as exc:
-        fail(f"{exc} (is the stack running? start it with `trustloop up`)")
+        fail(
+            f"{exc} (asked the IdP at {settings.idp_url} with the demo passwords"
+            f" in {settings.state_dir}/: is a stack running there? `trustloop up`"
+            " starts one; for a stack started with other TRUSTLOOP_STATE_DIR or"
+            " TRUSTLOOP_*_URL settings, set the same ones for `ask`)"
+        )
     console.print()
     for tool in answer.tools:
         console.print(f"[dim]tool {tool.get('name')}: {traced(tool, token)}[/]")
