@@ -240,3 +240,23 @@ def test_text_a_client_sent_before_logging_in_plants_no_row(
     assert [e.line for e in events] == [3, 5, 6]
     assert events[0].outcome == "FATAL"  # an attempt on the role: shown as one
     assert [e.jti for e in events] == [JTI, JTI, JTI]
+
+
+def test_a_redeemed_push_brings_its_own_lines(tmp_path: Path) -> None:
+    """The approval behind a note or a restricted read is part of its call."""
+    idp = AuditLog(tmp_path / "idp.jsonl", "idp")
+    idp.append("step_up_started", transaction_id="t-1", sub="clin-achen")
+    idp.append("step_up_started", transaction_id="t-2", sub="clin-achen")
+    idp.append("step_up_approved", transaction_id="t-1", sub="clin-achen")
+    idp.append("step_up_denied", transaction_id="t-2", sub="clin-achen")
+    idp.append("token_exchanged", jti=JTI, transaction_id="t-1", rule="write_note")
+    other = AuditLog(tmp_path / "runtime.jsonl", "runtime")
+    other.append("step_up_started", transaction_id="t-1")  # not the IdP's own line
+
+    events = trace(JTI, tmp_path, None)
+
+    assert [(e.system, e.event, e.line) for e in events] == [
+        ("idp", "step_up_started", 1),
+        ("idp", "step_up_approved", 3),
+        ("idp", "token_exchanged", 5),
+    ]

@@ -11,8 +11,10 @@ PostgreSQL line joins when it ran as the ephemeral role, when its
 ``application_name`` is the ``jti``, or when its statement names the role as a
 whole word (the lease engine's ``CREATE ROLE``, ``GRANT``, ``DROP ROLE``); a line
 of a session that has not authenticated joins only when it tried to log in as the
-role itself. The result is one timeline ordered by time (every source's time read
-as UTC; PostgreSQL's has millisecond precision).
+role itself. A push the call's grant redeemed brings the IdP's lines of that push
+(started, approved, denied, timed out), joined by its ``transaction_id``. The
+result is one timeline ordered by time (every source's time read as UTC;
+PostgreSQL's has millisecond precision).
 """
 
 from __future__ import annotations
@@ -94,14 +96,30 @@ def json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 yield number, record
 
 
+# The IdP's own lines of one push. A stepped-up grant names the push it redeemed
+# (``transaction_id``, an id the IdP made), so the push's lines join its call.
+_PUSH_EVENTS = frozenset(
+    {"step_up_started", "step_up_approved", "step_up_denied", "step_up_timed_out"}
+)
+
+
 def _audit_events(jti: str, audit_dir: Path) -> Iterator[AuditEvent]:
     needles = (jti, role_name_for(jti))
+    pushes: set[str] = set()
+    push_lines: list[tuple[Path, int, dict[str, Any]]] = []
     for path in sorted(audit_dir.glob("*.jsonl")):
         for number, record in json_lines(path):
             if _mentions(record, needles):
+                if path.stem == "idp" and isinstance(record.get("transaction_id"), str):
+                    pushes.add(record["transaction_id"])
                 yield from_audit_record(
                     record, file=path.name, line=number, system=path.stem
                 )
+            elif path.stem == "idp" and record.get("event") in _PUSH_EVENTS:
+                push_lines.append((path, number, record))
+    for path, number, record in push_lines:
+        if record.get("transaction_id") in pushes:
+            yield from_audit_record(record, file=path.name, line=number, system="idp")
 
 
 def _postgres_events(jti: str, log_dir: Path) -> Iterator[AuditEvent]:
