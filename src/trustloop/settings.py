@@ -33,7 +33,7 @@ IDP_JWKS_URL_ENV = "TRUSTLOOP_VAULT_IDP_JWKS_URL"
 
 def unknown_variables(environ: Mapping[str, str]) -> dict[str, str | None]:
     """``TRUSTLOOP_*`` variables no part reads, each with the setting it may mean."""
-    known = {f"TRUSTLOOP_{name.upper()}" for name in Settings.model_fields}
+    known = {variable_of(name) for name in Settings.model_fields}
     known.add(IDP_JWKS_URL_ENV)
     return {
         name: next(iter(difflib.get_close_matches(name, sorted(known), n=1)), None)
@@ -42,23 +42,21 @@ def unknown_variables(environ: Mapping[str, str]) -> dict[str, str | None]:
     }
 
 
-# The environment variable that sets each URL, as a user would type it.
-URL_VARIABLES = {
-    "spire": "TRUSTLOOP_SPIRE_BUNDLE_URL",
-    "idp": "TRUSTLOOP_IDP_URL",
-    "vault": "TRUSTLOOP_VAULT_ADDR",
-    "mcp": "TRUSTLOOP_MCP_URL",
-    "runtime": "TRUSTLOOP_RUNTIME_URL",
-    "app": "TRUSTLOOP_APP_URL",
+# The setting that places each part of the local stack (its URL).
+URL_FIELD_OF_PART = {
+    "spire": "spire_bundle_url",
+    "idp": "idp_url",
+    "vault": "vault_addr",
+    "mcp": "mcp_url",
+    "runtime": "runtime_url",
+    "app": "app_url",
 }
-_URL_FIELDS = (
-    "idp_url",
-    "spire_bundle_url",
-    "vault_addr",
-    "mcp_url",
-    "runtime_url",
-    "app_url",
-)
+_URL_FIELDS = tuple(URL_FIELD_OF_PART.values())
+
+
+def variable_of(field: str) -> str:
+    """The environment variable that sets a field: ``TRUSTLOOP_<FIELD>``."""
+    return f"TRUSTLOOP_{field.upper()}"
 
 
 def _check_url(value: str) -> str:
@@ -154,7 +152,7 @@ class Settings(BaseSettings):
             for name in _URL_FIELDS:
                 if urlsplit(getattr(self, name)).port is None:
                     raise ValueError(
-                        f"TRUSTLOOP_{name.upper()}: the local profile listens on"
+                        f"{variable_of(name)}: the local profile listens on"
                         " this URL, so it must name a port (http://127.0.0.1:9400)"
                     )
         return self

@@ -29,7 +29,7 @@ from trustloop.devstack.idp.users import DemoUsersFileError
 from trustloop.devstack.postgres import ClusterError
 from trustloop.devstack.stack import StackError
 from trustloop.logging import configure
-from trustloop.settings import ProfileError, unknown_variables
+from trustloop.settings import ProfileError, unknown_variables, variable_of
 
 app = typer.Typer(
     help="trustloop: zero-trust AI agents for healthcare (local stack).",
@@ -73,4 +73,4 @@ def settings_problem(exc: ValidationError) -> str:
     message = str(error["msg"]).removeprefix("Value error, ")
     if not field:  # a rule across fields names them itself
         return message
-    return f"TRUSTLOOP_{field.upper()}: {message}"
+    return f"{variable_of(field)}: {message}"

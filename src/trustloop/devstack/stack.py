@@ -30,7 +30,13 @@ import httpx
 from trustloop.devstack.net import free_port
 from trustloop.devstack.postgres import ClusterInfo, start_cluster, stop_cluster
 from trustloop.devstack.state_marker import ForeignFolderError, mark
-from trustloop.settings import URL_VARIABLES, Settings, bind_address, require_local
+from trustloop.settings import (
+    URL_FIELD_OF_PART,
+    Settings,
+    bind_address,
+    require_local,
+    variable_of,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -101,7 +107,7 @@ class Stack:
                 continue
             if isinstance(value, Path):
                 value = value.resolve()
-            env[f"TRUSTLOOP_{name.upper()}"] = str(value)
+            env[variable_of(name)] = str(value)
         env["TRUSTLOOP_PG_PORT"] = str(self.cluster.port if self.cluster else s.pg_port)
         env["PYTHONUNBUFFERED"] = "1"
         workload = WORKLOAD_OF.get(part)
@@ -231,7 +237,7 @@ class Stack:
         Every busy port is named at once, with the setting that moves it.
         """
         busy = [
-            f"{part.port} ({part.name}, {URL_VARIABLES.get(part.name, 'its URL')})"
+            f"{part.port} ({part.name}, {variable_of(URL_FIELD_OF_PART[part.name])})"
             for part in self.parts
             if port_answers(part.port)
         ]
